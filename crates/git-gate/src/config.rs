@@ -1,0 +1,102 @@
+//! The daemon's validated configuration. `main.rs` builds it from flags and
+//! environment; tests build it directly.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use manifest::remotes::RemotesFile;
+
+use crate::upstream::Upstream;
+
+/// Default debounce between two upstream refreshes of one mirror.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+/// Default cap on an upload-pack request and on a push's command list.
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 16 << 20;
+/// Default cap on a whole push request (command list plus pack).
+pub const DEFAULT_MAX_PUSH_BYTES: u64 = 2 << 30;
+
+/// Everything the daemon needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The remotes served.
+    pub remotes: RemotesFile,
+    /// Where the remotes file lives (the pre-receive hook re-reads it).
+    pub remotes_path: PathBuf,
+    /// Mirrors live in `<data_dir>/<name>.git`.
+    pub data_dir: PathBuf,
+    /// A gitleaks-format rule file replacing the built-in rules.
+    pub rules_path: Option<PathBuf>,
+    /// Extra CA bundle for upstream TLS.
+    pub upstream_ca: Option<PathBuf>,
+    /// Minimum time between two refreshes of one mirror.
+    pub refresh_interval: Duration,
+    /// Cap on an upload-pack request body and a push's command list.
+    pub max_request_bytes: u64,
+    /// Cap on a whole push request.
+    pub max_push_bytes: u64,
+    /// The git-gate executable the mirror's pre-receive hook runs.
+    pub hook_exe: PathBuf,
+    /// The environment git children get (the daemon's own environment is
+    /// not inherited): PATH, HOME, proxy and TLS variables, token slots.
+    pub child_env: Vec<(String, String)>,
+}
+
+impl Config {
+    /// Looks a variable up in [`child_env`](Self::child_env).
+    pub fn child_var(&self, name: &str) -> Option<String> {
+        self.child_env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// The upstream of every remote, or every missing token at once.
+    pub fn upstreams(&self) -> Result<Vec<Upstream>, String> {
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        for r in self.remotes.remotes() {
+            match Upstream::for_remote(r, self.upstream_ca.clone(), |n| self.child_var(n)) {
+                Ok(u) => out.push(u),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(errors.join("\n"))
+        }
+    }
+
+    /// The mirror directory of `name`.
+    pub fn mirror_path(&self, name: &str) -> PathBuf {
+        mirror_path(&self.data_dir, name)
+    }
+}
+
+/// `<data>/<name>.git`.
+pub fn mirror_path(data: &Path, name: &str) -> PathBuf {
+    data.join(format!("{name}.git"))
+}
+
+/// Variables copied from the daemon's environment into git children's.
+pub const PASSTHROUGH_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "TMPDIR",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_NOSYSTEM",
+    "GIT_EXEC_PATH",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "GIT_SSL_CAINFO",
+];
+
+#[cfg(test)]
+mod tests;

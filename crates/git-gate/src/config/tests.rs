@@ -1,0 +1,59 @@
+use std::time::Duration;
+
+use manifest::remotes::RemotesFile;
+
+use super::Config;
+
+fn cfg(yaml: &str, env: &[(&str, &str)]) -> Config {
+    Config {
+        remotes: RemotesFile::parse(yaml, "remotes.yaml").expect("valid"),
+        remotes_path: "remotes.yaml".into(),
+        data_dir: "data".into(),
+        rules_path: None,
+        upstream_ca: None,
+        refresh_interval: Duration::ZERO,
+        max_request_bytes: 1,
+        max_push_bytes: 1,
+        hook_exe: "git-gate".into(),
+        child_env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    }
+}
+
+const TWO: &str = "version: 1\nremotes:\n  - name: a\n    upstream: https://git.example/a.git\n    auth: { token_env: GIT_GATE_TOKEN_1 }\n  - name: b\n    upstream: https://git.example/b.git\n    auth: { token_env: GIT_GATE_TOKEN_2 }\n  - name: pub\n    upstream: https://git.example/p.git\n";
+
+#[test]
+fn every_missing_token_is_named_at_once() {
+    let err = cfg(TWO, &[]).upstreams().expect_err("tokens missing");
+    assert!(
+        err.contains("remote \"a\": auth.token_env GIT_GATE_TOKEN_1 is not set"),
+        "{err}"
+    );
+    assert!(
+        err.contains("remote \"b\": auth.token_env GIT_GATE_TOKEN_2 is not set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tokens_come_from_the_child_environment_and_stay_hidden() {
+    let c = cfg(
+        TWO,
+        &[("GIT_GATE_TOKEN_1", "t-one"), ("GIT_GATE_TOKEN_2", "t-two")],
+    );
+    let ups = c.upstreams().expect("all set");
+    assert_eq!(ups.len(), 3);
+    assert_eq!(
+        ups[0].auth.as_ref().map(|(u, t)| (u.as_str(), t.expose())),
+        Some(("x-access-token", "t-one"))
+    );
+    assert!(ups[2].auth.is_none());
+    let shown = format!("{ups:?}");
+    assert!(
+        !shown.contains("t-one") && !shown.contains("t-two"),
+        "{shown}"
+    );
+    assert_eq!(c.mirror_path("a"), std::path::PathBuf::from("data/a.git"));
+}

@@ -1,0 +1,24 @@
+use super::{Update, parse_updates};
+
+#[test]
+fn parses_pre_receive_input() {
+    let z = "0".repeat(40);
+    let a = "a".repeat(40);
+    let input = format!("{z} {a} refs/heads/main\n{a} {z} refs/heads/old\n");
+    let got = parse_updates(input.as_bytes()).expect("valid");
+    assert_eq!(
+        got[0],
+        Update {
+            old: z.clone(),
+            new: a.clone(),
+            refname: "refs/heads/main".into()
+        }
+    );
+    assert_eq!(got.len(), 2);
+}
+
+#[test]
+fn rejects_malformed_lines() {
+    let err = parse_updates("abc def refs/heads/x\n".as_bytes()).expect_err("malformed");
+    assert!(err.contains("malformed ref update line"), "{err}");
+}

@@ -1,0 +1,57 @@
+//! secret-scan: secret and DLP detection shared by git-gate (push scanning)
+//! and egress-proxy (body scanning).
+//!
+//! Is: rules in gitleaks' TOML format ([`RuleSet::from_toml`]), a built-in
+//! default rule set ([`RuleSet::default_rules`]), and a byte scanner
+//! ([`RuleSet::scan`], [`RuleSet::scan_reader`]) that runs an ASCII
+//! case-insensitive keyword prefilter (aho-corasick) first and then only the
+//! candidate rules' byte regexes (Unicode classes off, like Go's). Input is
+//! bytes; invalid UTF-8 is fine.
+//!
+//! Is not: a git walker, a file walker or a logger. Callers hand in bytes
+//! and an optional path. A [`Finding`] never holds the secret: it carries the
+//! rule id, line, column and an excerpt in which every detected secret on the
+//! line is masked, so printing or logging a finding cannot leak what it found.
+#![forbid(unsafe_code)]
+
+mod config;
+mod goregex;
+mod rules;
+mod scan;
+
+pub use rules::{Rule, RuleSet};
+pub use scan::{Finding, shannon_entropy};
+
+/// Why a rule file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// The file could not be read.
+    #[error("{origin}: cannot read rule file: {source}")]
+    Read {
+        /// The file.
+        origin: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The text is not TOML, or its top level is not gitleaks-shaped.
+    #[error("{origin}: not a gitleaks rule file: {message}")]
+    Syntax {
+        /// The file.
+        origin: String,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// One rule (or allowlist) is invalid.
+    #[error("{origin}: rule {rule:?}: {problem}")]
+    Rule {
+        /// The file.
+        origin: String,
+        /// The rule id (or `#<n>` when it has none, `[allowlist]` for a global allowlist).
+        rule: String,
+        /// What is wrong and what would be valid.
+        problem: String,
+    },
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,473 @@
+//! Validated, compiled rules and the rule set with its keyword prefilter.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::bytes::{Regex, RegexBuilder};
+
+use crate::RuleError;
+use crate::config::{RawAllowlist, RawConfig, RawRule};
+use crate::goregex;
+
+/// The built-in rules, in gitleaks format (see `default_rules.toml`).
+const DEFAULT_RULES: &str = include_str!("default_rules.toml");
+
+/// Compiled-program size cap per regex; generous for gitleaks' rules, small
+/// enough that a hostile rule file cannot exhaust memory.
+const REGEX_SIZE_LIMIT: usize = 32 << 20;
+
+/// Keywords per prefilter automaton (the SIMD searcher's sweet spot).
+pub(crate) const KEYWORDS_PER_AUTOMATON: usize = 64;
+
+/// One detection rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub(crate) id: String,
+    pub(crate) description: String,
+    pub(crate) regex: Option<Regex>,
+    pub(crate) path: Option<Regex>,
+    pub(crate) keywords: Vec<String>,
+    pub(crate) entropy: Option<f64>,
+    pub(crate) secret_group: usize,
+    pub(crate) allowlists: Vec<Allowlist>,
+    pub(crate) skip_report: bool,
+}
+
+impl Rule {
+    /// The rule id (`aws-access-key-id`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The human description.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The lowercased prefilter keywords (empty: the rule always runs).
+    pub fn keywords(&self) -> &[String] {
+        &self.keywords
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Condition {
+    Or,
+    And,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RegexTarget {
+    Secret,
+    Match,
+    Line,
+}
+
+/// A gitleaks allowlist: a finding it matches is not reported.
+#[derive(Debug, Clone)]
+pub(crate) struct Allowlist {
+    pub condition: Condition,
+    pub paths: Vec<Regex>,
+    pub regexes: Vec<Regex>,
+    pub regex_target: RegexTarget,
+    /// Lowercased.
+    pub stopwords: Vec<String>,
+    pub commits: Vec<String>,
+    /// Global allowlists only: the rules it applies to (empty: all).
+    pub target_rules: Vec<String>,
+}
+
+impl Allowlist {
+    /// Whether this allowlist waives a finding. `commit` is the commit the
+    /// content belongs to when known.
+    pub fn allows(
+        &self,
+        path: Option<&str>,
+        commit: Option<&str>,
+        secret: &[u8],
+        whole: &[u8],
+        line: &[u8],
+    ) -> bool {
+        let commit_hit = (!self.commits.is_empty()).then(|| {
+            commit.is_some_and(|c| self.commits.iter().any(|a| a.eq_ignore_ascii_case(c)))
+        });
+        let path_hit = (!self.paths.is_empty())
+            .then(|| path.is_some_and(|p| self.paths.iter().any(|r| r.is_match(p.as_bytes()))));
+        let target = match self.regex_target {
+            RegexTarget::Secret => secret,
+            RegexTarget::Match => whole,
+            RegexTarget::Line => line,
+        };
+        let regex_hit =
+            (!self.regexes.is_empty()).then(|| self.regexes.iter().any(|r| r.is_match(target)));
+        let stop_hit = (!self.stopwords.is_empty()).then(|| {
+            let lower = secret.to_ascii_lowercase();
+            self.stopwords
+                .iter()
+                .any(|w| contains(&lower, w.as_bytes()))
+        });
+        let checks = [commit_hit, path_hit, regex_hit, stop_hit];
+        match self.condition {
+            Condition::Or => checks.contains(&Some(true)),
+            Condition::And => {
+                checks.iter().any(Option::is_some) && checks.iter().all(|c| *c != Some(false))
+            }
+        }
+    }
+
+    /// Whether the path alone waives every finding in a file (OR allowlist
+    /// whose path list matches), so the file need not be scanned at all.
+    pub fn skips_file(&self, path: &str) -> bool {
+        self.condition == Condition::Or
+            && self.target_rules.is_empty()
+            && self.paths.iter().any(|r| r.is_match(path.as_bytes()))
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A compiled rule set: rules, global allowlists and the keyword prefilter.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) global: Vec<Allowlist>,
+    /// Over every distinct keyword, [`KEYWORDS_PER_AUTOMATON`] per automaton
+    /// (automaton `i` holds keywords `i * KEYWORDS_PER_AUTOMATON ..`).
+    pub(crate) prefilter: Vec<AhoCorasick>,
+    /// Keyword pattern index → rules that list it.
+    pub(crate) keyword_rules: Vec<Vec<usize>>,
+    /// Keyword index → shorter keywords that are its prefixes.
+    pub(crate) implied: Vec<Vec<usize>>,
+    /// Rules with a regex and no keywords: they run on every input.
+    pub(crate) always: Vec<usize>,
+}
+
+impl RuleSet {
+    /// The built-in default rules (see the crate README for the list).
+    pub fn default_rules() -> RuleSet {
+        Self::from_toml(DEFAULT_RULES, "<built-in default rules>")
+            .expect("the built-in rules are valid (unit-tested)")
+    }
+
+    /// Loads a gitleaks-format rule file from disk.
+    pub fn load(path: &Path) -> Result<RuleSet, RuleError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| RuleError::Read {
+            origin: origin.clone(),
+            source,
+        })?;
+        Self::from_toml(&text, &origin)
+    }
+
+    /// Parses gitleaks-format TOML. `origin` names the file in errors.
+    /// `[extend] useDefault = true` starts from the built-in rules; a rule in
+    /// the file with the same id replaces the built-in one.
+    pub fn from_toml(text: &str, origin: &str) -> Result<RuleSet, RuleError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| RuleError::Syntax {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let rule_err = |rule: &str, problem: String| RuleError::Rule {
+            origin: origin.to_owned(),
+            rule: rule.to_owned(),
+            problem,
+        };
+        let mut rules: Vec<Rule> = Vec::new();
+        let mut global = Vec::new();
+        if let Some(ext) = &raw.extend {
+            if ext.path.is_some() || ext.url.is_some() {
+                return Err(rule_err("[extend]", "extend.path and extend.url are not supported; concatenate the rule files or use extend.useDefault = true".into()));
+            }
+            if ext.use_default {
+                let base = Self::default_rules();
+                rules = base
+                    .rules
+                    .into_iter()
+                    .filter(|r| !ext.disabled_rules.iter().any(|d| d == &r.id))
+                    .collect();
+                global = base.global;
+            } else if !ext.disabled_rules.is_empty() {
+                return Err(rule_err(
+                    "[extend]",
+                    "disabledRules only applies with useDefault = true".into(),
+                ));
+            }
+        }
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, table) in raw.rules.into_iter().enumerate() {
+            let label = table
+                .get("id")
+                .and_then(|v| v.as_str())
+                .map_or_else(|| format!("#{}", i + 1), str::to_owned);
+            let raw_rule: RawRule = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| rule_err(&label, e.message().to_owned()))?;
+            let rule = compile_rule(raw_rule).map_err(|p| rule_err(&label, p))?;
+            if seen.insert(rule.id.clone(), i).is_some() {
+                return Err(rule_err(
+                    &label,
+                    "the id appears more than once; rule ids must be unique".into(),
+                ));
+            }
+            match rules.iter_mut().find(|r| r.id == rule.id) {
+                Some(slot) => *slot = rule,
+                None => rules.push(rule),
+            }
+        }
+        for a in raw.allowlist.into_iter().chain(raw.allowlists) {
+            global.push(compile_allowlist(a, true).map_err(|p| rule_err("[allowlist]", p))?);
+        }
+        for a in &global {
+            for t in &a.target_rules {
+                if !rules.iter().any(|r| &r.id == t) {
+                    return Err(rule_err(
+                        "[allowlist]",
+                        format!("targetRules names {t:?}, which is not a rule id in this set"),
+                    ));
+                }
+            }
+        }
+        Ok(Self::build(rules, global))
+    }
+
+    fn build(rules: Vec<Rule>, global: Vec<Allowlist>) -> RuleSet {
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut keywords: Vec<String> = Vec::new();
+        let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
+        let mut always = Vec::new();
+        for (ri, r) in rules.iter().enumerate() {
+            if r.regex.is_none() {
+                continue;
+            }
+            if r.keywords.is_empty() {
+                always.push(ri);
+            }
+            for k in &r.keywords {
+                let ki = *index.entry(k.clone()).or_insert_with(|| {
+                    keywords.push(k.clone());
+                    keyword_rules.push(Vec::new());
+                    keywords.len() - 1
+                });
+                keyword_rules[ki].push(ri);
+            }
+        }
+        // Keywords are lowercase and the scan lowercases its input first:
+        // aho-corasick's SIMD (Teddy) prefilter exists only for
+        // case-sensitive, leftmost searches of at most ~64 patterns, and is
+        // several times faster than its automaton; so keywords are split
+        // into groups of 64. The scan restarts one byte after each hit and
+        // `implied` covers keywords that are prefixes of a longer hit, so
+        // every keyword present is still seen.
+        let prefilter = keywords
+            .chunks(KEYWORDS_PER_AUTOMATON)
+            .map(|group| {
+                AhoCorasickBuilder::new()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build(group)
+                    .expect("keywords are non-empty literals (validated)")
+            })
+            .collect();
+        let implied = keywords
+            .iter()
+            .map(|k| {
+                keywords
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, j)| j.len() < k.len() && k.starts_with(j.as_str()))
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .collect();
+        RuleSet {
+            rules,
+            global,
+            prefilter,
+            keyword_rules,
+            implied,
+            always,
+        }
+    }
+
+    /// The rules, in file order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether the set has no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+fn compile_regex(what: &str, go: &str) -> Result<Regex, String> {
+    let translated = goregex::translate(go);
+    let build = |unicode: bool| {
+        RegexBuilder::new(&translated)
+            .unicode(unicode)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+    };
+    // Go's classes are ASCII; fall back to Unicode only for patterns that
+    // need it (e.g. `\p{L}`), which are invalid without it.
+    build(false).or_else(|_| build(true)).map_err(|e| {
+        format!(
+            "{what} {go:?} does not compile: {}",
+            one_line(&e.to_string())
+        )
+    })
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn compile_rule(raw: RawRule) -> Result<Rule, String> {
+    if raw.id.trim().is_empty() {
+        return Err(
+            "id is empty; expected a short kebab-case name such as \"aws-access-key-id\"".into(),
+        );
+    }
+    if raw.required_rules.is_some() {
+        return Err(
+            "requiredRules (composite rules) are not supported; remove it or split the rule".into(),
+        );
+    }
+    let regex = raw
+        .regex
+        .as_deref()
+        .map(|r| compile_regex("regex", r))
+        .transpose()?;
+    let path = raw
+        .path
+        .as_deref()
+        .map(|r| compile_regex("path", r))
+        .transpose()?;
+    if regex.is_none() && path.is_none() {
+        return Err("has neither regex nor path; a rule needs at least one".into());
+    }
+    let secret_group = match raw.secret_group {
+        None => 0,
+        Some(g) if g < 0 => {
+            return Err(format!(
+                "secretGroup {g} is negative; expected 0 (auto) or a capture group number"
+            ));
+        }
+        Some(g) => {
+            let groups = regex.as_ref().map_or(0, |r| r.captures_len() - 1);
+            let g = usize::try_from(g).unwrap_or(usize::MAX);
+            if g > groups {
+                return Err(format!(
+                    "secretGroup {g} but the regex has {groups} capture group(s)"
+                ));
+            }
+            g
+        }
+    };
+    if let Some(e) = raw.entropy
+        && !(0.0..=8.0).contains(&e)
+    {
+        return Err(format!(
+            "entropy {e} is out of range; expected bits per byte between 0 and 8 (typical: 3 to 4.5)"
+        ));
+    }
+    let mut keywords = Vec::with_capacity(raw.keywords.len());
+    for k in raw.keywords {
+        if k.is_empty() {
+            return Err(
+                "keywords contains an empty string; every keyword must be a non-empty literal"
+                    .into(),
+            );
+        }
+        keywords.push(k.to_ascii_lowercase());
+    }
+    let mut allowlists = Vec::new();
+    for a in raw.allowlist.into_iter().chain(raw.allowlists) {
+        allowlists.push(compile_allowlist(a, false)?);
+    }
+    Ok(Rule {
+        id: raw.id,
+        description: raw.description,
+        regex,
+        path,
+        keywords,
+        entropy: raw.entropy,
+        secret_group,
+        allowlists,
+        skip_report: raw.skip_report,
+    })
+}
+
+fn compile_allowlist(raw: RawAllowlist, global: bool) -> Result<Allowlist, String> {
+    let what = raw
+        .description
+        .as_deref()
+        .map_or_else(|| "allowlist".to_owned(), |d| format!("allowlist {d:?}"));
+    let condition = match raw
+        .condition
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        None | Some("OR") => Condition::Or,
+        Some("AND") => Condition::And,
+        Some(other) => {
+            return Err(format!(
+                "{what}: condition {other:?} is not valid; expected \"OR\" or \"AND\""
+            ));
+        }
+    };
+    let regex_target = match raw.regex_target.as_deref() {
+        None | Some("secret") => RegexTarget::Secret,
+        Some("match") => RegexTarget::Match,
+        Some("line") => RegexTarget::Line,
+        Some(other) => {
+            return Err(format!(
+                "{what}: regexTarget {other:?} is not valid; expected \"secret\", \"match\" or \"line\""
+            ));
+        }
+    };
+    if !global && !raw.target_rules.is_empty() {
+        return Err(format!(
+            "{what}: targetRules is only valid in a global [[allowlists]]"
+        ));
+    }
+    let paths = raw
+        .paths
+        .iter()
+        .map(|p| compile_regex(&format!("{what}: path"), p))
+        .collect::<Result<_, _>>()?;
+    let regexes = raw
+        .regexes
+        .iter()
+        .map(|p| compile_regex(&format!("{what}: regex"), p))
+        .collect::<Result<_, _>>()?;
+    let a = Allowlist {
+        condition,
+        paths,
+        regexes,
+        regex_target,
+        stopwords: raw
+            .stopwords
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
+        commits: raw.commits,
+        target_rules: raw.target_rules,
+    };
+    if a.paths.is_empty() && a.regexes.is_empty() && a.stopwords.is_empty() && a.commits.is_empty()
+    {
+        return Err(format!(
+            "{what} is empty; give at least one of paths, regexes, stopwords or commits"
+        ));
+    }
+    Ok(a)
+}
