@@ -1,0 +1,15 @@
+//! Integration tests: the proxy in-process (and as a spawned binary) on
+//! 127.0.0.1, a local TLS upstream, and real clients (curl, git, Python
+//! requests, and a hyper/rustls client for what curl cannot express).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod basic;
+mod binary;
+mod chain;
+mod errors;
+mod git;
+mod reload;
+mod streaming;
+mod third_client;
