@@ -1,0 +1,265 @@
+use std::cell::RefCell;
+use std::time::Duration;
+
+use manifest::routes::RouteTable;
+
+use super::*;
+
+/// A fake egress proxy: a file, a live table, and scripted failures.
+#[derive(Default)]
+pub(crate) struct FakeEgress {
+    pub file: RefCell<String>,
+    pub live: RefCell<String>,
+    pub attempts: RefCell<u32>,
+    pub error: RefCell<Option<String>>,
+    pub fail_write: bool,
+    pub fail_reload: bool,
+    pub ignore_sighup: bool,
+    pub writes: RefCell<Vec<String>>,
+}
+
+impl FakeEgress {
+    pub fn with(text: &str) -> Self {
+        let f = Self::default();
+        *f.file.borrow_mut() = text.to_owned();
+        *f.live.borrow_mut() = text.to_owned();
+        f
+    }
+    fn version(text: &str) -> String {
+        RouteTable::parse(text, "t")
+            .map(|t| t.version_hash())
+            .unwrap_or_else(|_| "invalid".into())
+    }
+}
+
+impl EgressControl for FakeEgress {
+    async fn read_routes(&self) -> Result<String, String> {
+        Ok(self.file.borrow().clone())
+    }
+    async fn write_routes(&self, text: &str) -> Result<(), String> {
+        if self.fail_write {
+            return Err("no space left".into());
+        }
+        self.writes.borrow_mut().push(text.to_owned());
+        *self.file.borrow_mut() = text.to_owned();
+        Ok(())
+    }
+    async fn reload(&self) -> Result<(), String> {
+        if self.fail_reload {
+            return Err("container is gone".into());
+        }
+        if self.ignore_sighup {
+            return Ok(());
+        }
+        *self.attempts.borrow_mut() += 1;
+        let text = self.file.borrow().clone();
+        match RouteTable::parse(&text, "t") {
+            Ok(_) => {
+                *self.live.borrow_mut() = text;
+                *self.error.borrow_mut() = None;
+            }
+            Err(e) => *self.error.borrow_mut() = Some(e.to_string()),
+        }
+        Ok(())
+    }
+    async fn status(&self) -> Result<EgressStatus, String> {
+        Ok(EgressStatus {
+            version: Self::version(&self.live.borrow()),
+            last_reload_attempt: Some(self.attempts.borrow().to_string()),
+            last_reload_error: self.error.borrow().clone(),
+            missing_token_env: Vec::new(),
+        })
+    }
+}
+
+pub(crate) const BASE: &str = "version: 1\nroutes:\n  - host: api.github.com\n";
+
+fn table(text: &str) -> RouteTable {
+    RouteTable::parse(text, "t").unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+struct Pl(Result<(), String>, RefCell<Vec<String>>);
+impl PipelockMirror for Pl {
+    async fn mirror(&self, hosts: &[String]) -> Result<(), String> {
+        self.1.borrow_mut().extend(hosts.iter().cloned());
+        self.0.clone()
+    }
+}
+
+const NEW: &str = "version: 1\nroutes:\n  - host: api.github.com\n  - host: '*.pypi.org'\n";
+
+/// Reads the live table of `eg`, then applies `NEW` over it.
+fn apply_new(
+    eg: &FakeEgress,
+    pl: Option<&Pl>,
+    timeout: Duration,
+) -> (RouteTable, Result<EgressStatus, ApplyError>) {
+    let rt = rt();
+    let (old, before) = rt.block_on(live_table("b", eg)).unwrap();
+    let r = rt.block_on(apply_table(
+        "b",
+        eg,
+        pl,
+        &old.render(),
+        &before,
+        &table(NEW),
+        timeout,
+    ));
+    (old, r)
+}
+
+#[test]
+fn apply_writes_signals_and_confirms_the_new_version() {
+    let eg = FakeEgress::with(BASE);
+    let pl = Pl(Ok(()), RefCell::default());
+    let new = table(NEW);
+    let (_, r) = apply_new(&eg, Some(&pl), Duration::from_secs(5));
+    let s = r.unwrap();
+    assert_eq!(s.version, new.version_hash());
+    assert_eq!(*eg.file.borrow(), new.render());
+    assert_eq!(*pl.1.borrow(), ["api.github.com", "pypi.org"]);
+}
+
+#[test]
+fn a_pipelock_failure_leaves_egress_untouched_and_says_so() {
+    let eg = FakeEgress::with(BASE);
+    let pl = Pl(Err("pipelock restart failed".into()), RefCell::default());
+    let (_, r) = apply_new(&eg, Some(&pl), Duration::from_secs(5));
+    let err = r.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("pipelock allowlist mirror failed"), "{msg}");
+    assert!(msg.contains("egress-proxy was NOT changed"), "{msg}");
+    assert!(eg.writes.borrow().is_empty());
+}
+
+#[test]
+fn a_write_failure_says_the_live_table_is_unchanged() {
+    let eg = FakeEgress {
+        fail_write: true,
+        ..FakeEgress::with(BASE)
+    };
+    let (old, r) = apply_new(&eg, None, Duration::from_secs(5));
+    let err = r.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("live table is unchanged"), "{msg}");
+    assert!(msg.contains(&old.version_hash()), "{msg}");
+}
+
+#[test]
+fn an_unconfirmed_reload_restores_the_old_file() {
+    let eg = FakeEgress {
+        ignore_sighup: true,
+        ..FakeEgress::with(BASE)
+    };
+    let (old, r) = apply_new(&eg, None, Duration::from_millis(300));
+    let err = r.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("was not live after"), "{msg}");
+    assert!(
+        msg.contains("previous routes file was written back"),
+        "{msg}"
+    );
+    assert_eq!(*eg.file.borrow(), old.render());
+}
+
+#[test]
+fn a_failed_signal_restores_the_old_file() {
+    let eg = FakeEgress {
+        fail_reload: true,
+        ..FakeEgress::with(BASE)
+    };
+    let (old, r) = apply_new(&eg, None, Duration::from_secs(5));
+    let err = r.unwrap_err();
+    assert!(err.to_string().contains("SIGHUP failed"), "{err}");
+    assert_eq!(*eg.file.borrow(), old.render());
+}
+
+#[test]
+fn drift_between_file_and_live_table_is_refused() {
+    let eg = FakeEgress::with(BASE);
+    *eg.file.borrow_mut() = NEW.to_owned();
+    *eg.error.borrow_mut() = Some("permission denied".into());
+    let err = rt().block_on(live_table("b", &eg)).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("not the live table"), "{msg}");
+    assert!(msg.contains("permission denied"), "{msg}");
+    assert!(msg.contains("launcher routes edit b"), "{msg}");
+}
+
+#[test]
+fn an_unparseable_file_is_drift() {
+    let eg = FakeEgress::with(BASE);
+    *eg.file.borrow_mut() = "routes: [".to_owned();
+    let err = rt().block_on(live_table("b", &eg)).unwrap_err();
+    assert!(matches!(err, ApplyError::Drift { .. }), "{err}");
+}
+
+#[test]
+fn pipelock_hosts_strip_wildcards_and_drop_ips_and_duplicates() {
+    let t = table(
+        "version: 1\nroutes:\n  - host: '*.example.com'\n  - host: example.com\n  - host: 10.0.0.1\n  - host: a.b.c\n",
+    );
+    assert_eq!(pipelock_hosts(&t), ["example.com", "a.b.c"]);
+}
+
+const PIPELOCK_CONFIG_TEXT: &str = "version: 1\nmode: strict\nenforce: true\n\napi_allowlist:\n  - \"api.github.com\"\n  - \"example.com\"\n\nforward_proxy:\n  enabled: true\n";
+
+#[test]
+fn pipelock_hosts_are_added_to_the_allowlist_block_only_once() {
+    let out = add_pipelock_hosts(
+        PIPELOCK_CONFIG_TEXT,
+        &["Pypi.org".into(), "example.com".into(), "pypi.org".into()],
+    )
+    .unwrap()
+    .expect("changed");
+    assert_eq!(
+        out,
+        "version: 1\nmode: strict\nenforce: true\n\napi_allowlist:\n  - \"api.github.com\"\n  - \"example.com\"\n  - \"pypi.org\"\n\nforward_proxy:\n  enabled: true\n"
+    );
+    // Everything present: no change, so no restart.
+    assert_eq!(
+        add_pipelock_hosts(&out, &["PYPI.org".into()]).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn an_empty_allowlist_block_gets_its_first_host() {
+    let cfg = "version: 1\napi_allowlist:\n\nforward_proxy:\n  enabled: true\n";
+    let out = add_pipelock_hosts(cfg, &["a.test".into()])
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.contains("api_allowlist:\n  - \"a.test\"\n\nforward_proxy:"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_config_without_the_block_or_a_bad_host_is_an_error() {
+    let e = add_pipelock_hosts("version: 1\n", &["a.test".into()]).unwrap_err();
+    assert!(e.contains("api_allowlist"), "{e}");
+    let e = add_pipelock_hosts(PIPELOCK_CONFIG_TEXT, &["a b".into()]).unwrap_err();
+    assert!(e.contains("not a host name"), "{e}");
+}
+
+#[test]
+fn the_single_file_of_a_docker_archive_is_read() {
+    let tar = crate::archive::build(&[crate::archive::FileEntry {
+        path: "/etc/pipelock/pipelock.yaml".into(),
+        mode: 0o644,
+        uid: 10001,
+        gid: 10001,
+        contents: b"api_allowlist:\n".to_vec(),
+    }])
+    .unwrap();
+    assert_eq!(single_file_of_tar(&tar).unwrap(), "api_allowlist:\n");
+    assert!(single_file_of_tar(b"not a tar").is_err());
+}

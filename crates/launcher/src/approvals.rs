@@ -1,0 +1,604 @@
+//! Deciding proposals: finding a proposal across the bottles' state
+//! directories, rejecting it, and approving an `egress-block` by making the
+//! merged route table live before the decision is written.
+//!
+//! Is: the operator-side rules of `docs/queue-protocol.md` and
+//! `docs/approvals.md` — the proposal is validated again (the queue is
+//! writable from the bottle), a decision is written only for a pending
+//! proposal of a running bottle, `approved` means applied, and one apply
+//! at a time runs per bottle (an exclusive lock on `<state>/apply.lock`).
+//!
+//! Is not: the apply mechanics (see [`crate::apply`]) or queue file I/O
+//! (see [`crate::queue_ops`]).
+
+use std::path::{Path, PathBuf};
+
+use manifest::merge::{ProposedRoute, merge_route};
+use manifest::queue::{
+    Decision, Outcome, Proposal, ProposalId, ProposalRequest, QUEUE_FORMAT_VERSION, RoutesEdit,
+};
+use manifest::routes::RouteTable;
+
+use crate::apply::{self, ApplyError, EgressControl, PipelockMirror};
+use crate::identity::Identity;
+use crate::queue_ops::{self, QueueError};
+use crate::state::{self, BottleState};
+
+/// Lock file serialising applies to one bottle.
+pub const APPLY_LOCK: &str = "apply.lock";
+
+/// Why a decision could not be made; nothing was applied unless the
+/// message says so.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// Not a proposal id.
+    #[error("{0}; see `launcher proposals` for the pending ones")]
+    BadId(String),
+    /// No bottle has this proposal.
+    #[error(
+        "no proposal {id} in any bottle's queue under {root}; see `launcher proposals` for the pending ones"
+    )]
+    UnknownId {
+        /// The id.
+        id: String,
+        /// The state root searched.
+        root: PathBuf,
+    },
+    /// The proposal names a different bottle than the queue it is in.
+    #[error(
+        "proposal {id} in {identity}'s queue claims to come from bottle {claimed:?}; refusing to act on it"
+    )]
+    WrongBottle {
+        /// The id.
+        id: String,
+        /// The queue's bottle.
+        identity: String,
+        /// What the file says.
+        claimed: String,
+    },
+    /// The bottle is not running.
+    #[error(
+        "bottle {identity} is not running ({why}), so nobody waits for proposal {id}; nothing was applied. Its state is in {state}"
+    )]
+    Stopped {
+        /// The bottle.
+        identity: String,
+        /// The id.
+        id: String,
+        /// What was found.
+        why: String,
+        /// The state directory.
+        state: PathBuf,
+    },
+    /// A queue file problem.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The proposal does not validate.
+    #[error("proposal {id} is invalid and cannot be applied ({reason}); reject it with a note")]
+    InvalidProposal {
+        /// The id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// New auth cannot be added to a running egress container.
+    #[error(
+        "proposal {id} asks for a credential ({scheme} from ${token_ref}) on {host}, a host with no route yet; a running egress proxy cannot receive a new token variable. Either approve it without the credential (`launcher approve {id} --without-auth`), or reject it, add the route with its token_ref to the manifest and restart the bottle"
+    )]
+    NewCredential {
+        /// The id.
+        id: String,
+        /// The host.
+        host: String,
+        /// The scheme.
+        scheme: String,
+        /// The operator variable.
+        token_ref: String,
+    },
+    /// This tool's approval is not handled here.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A rejection needs words.
+    #[error("a rejection needs a note telling the agent why (--note TEXT)")]
+    EmptyNote,
+    /// Applying failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// The lock or another local file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A proposal found in a bottle's queue.
+#[derive(Clone, Debug)]
+pub struct Located {
+    /// The bottle it belongs to.
+    pub identity: Identity,
+    /// That bottle's state.
+    pub state: BottleState,
+    /// The proposal.
+    pub proposal: Proposal,
+}
+
+impl Located {
+    /// The bottle's queue directory.
+    pub fn queue(&self) -> PathBuf {
+        self.state.queue_dir()
+    }
+}
+
+/// A pending proposal across bottles, for listing.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    /// The bottle.
+    pub identity: Identity,
+    /// The proposal.
+    pub proposal: Proposal,
+}
+
+/// Every pending proposal under `root` (optionally of one bottle), oldest
+/// first, and the queue files skipped with their reasons.
+pub fn list_pending(
+    root: &Path,
+    only: Option<&Identity>,
+) -> Result<(Vec<Pending>, Vec<String>), ApprovalError> {
+    let ids = state::list(root).map_err(|e| ApprovalError::Unsupported(e.to_string()))?;
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for identity in ids {
+        if only.is_some_and(|o| *o != identity) {
+            continue;
+        }
+        let st = BottleState::new(root, &identity);
+        let scan = queue_ops::scan(&st.queue_dir())?;
+        problems.extend(scan.problems.iter().cloned());
+        for p in scan.pending() {
+            if p.bottle != identity.as_str() {
+                problems.push(format!(
+                    "{}: proposal {} claims bottle {:?} but is in {identity}'s queue (skipped)",
+                    st.queue_dir().display(),
+                    p.id,
+                    p.bottle
+                ));
+                continue;
+            }
+            out.push(Pending {
+                identity: identity.clone(),
+                proposal: p.clone(),
+            });
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.proposal.created_at, &a.proposal.id).cmp(&(b.proposal.created_at, &b.proposal.id))
+    });
+    Ok((out, problems))
+}
+
+/// Finds proposal `id` in the queue of whichever bottle under `root` has
+/// it. Invalid files are errors here (the operator named this one).
+pub fn locate(root: &Path, id: &str) -> Result<Located, ApprovalError> {
+    let pid = ProposalId::parse(id).map_err(ApprovalError::BadId)?;
+    let ids = state::list(root).map_err(|e| ApprovalError::Unsupported(e.to_string()))?;
+    for identity in ids {
+        let st = BottleState::new(root, &identity);
+        if let Some(proposal) = queue_ops::read_proposal(&st.queue_dir(), &pid)? {
+            if proposal.bottle != identity.as_str() {
+                return Err(ApprovalError::WrongBottle {
+                    id: id.to_owned(),
+                    identity: identity.to_string(),
+                    claimed: proposal.bottle,
+                });
+            }
+            return Ok(Located {
+                identity,
+                state: st,
+                proposal,
+            });
+        }
+    }
+    Err(ApprovalError::UnknownId {
+        id: id.to_owned(),
+        root: root.to_owned(),
+    })
+}
+
+fn now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+/// Writes a `rejected` decision with `note` (must not be empty).
+pub fn reject(loc: &Located, note: &str) -> Result<Decision, ApprovalError> {
+    if note.trim().is_empty() {
+        return Err(ApprovalError::EmptyNote);
+    }
+    let _lock = lock(&loc.state)?;
+    let d = Decision {
+        version: QUEUE_FORMAT_VERSION,
+        id: loc.proposal.id.clone(),
+        outcome: Outcome::Rejected,
+        note: note.trim().to_owned(),
+        decided_at: now(),
+        diff: None,
+    };
+    queue_ops::write_decision(&loc.queue(), &d)?;
+    Ok(d)
+}
+
+/// How an egress approval went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EgressApproved {
+    /// The decision written.
+    pub decision: Decision,
+    /// False when the table already allowed everything asked for (nothing
+    /// was written to the proxy).
+    pub changed: bool,
+    /// The version now live.
+    pub version: String,
+    /// Token variables the live table names that the proxy lacks.
+    pub missing_token_env: Vec<String>,
+    /// Set when the route went live but its `routes_edit` audit line could
+    /// not be appended (the decision is still written: the change is live).
+    pub audit_warning: Option<String>,
+}
+
+/// Approves an `egress-block` proposal: validate again → merge into the
+/// live table → apply (pipelock, write, SIGHUP, confirm) → only then the
+/// `approved` decision with the diff. `without_auth` drops a proposed
+/// credential (which a running proxy cannot receive).
+pub async fn approve_egress(
+    loc: &Located,
+    egress: &impl EgressControl,
+    pipelock: Option<&impl PipelockMirror>,
+    note: &str,
+    without_auth: bool,
+) -> Result<EgressApproved, ApprovalError> {
+    let id = loc.proposal.id.to_string();
+    let ProposalRequest::Egress(req) = &loc.proposal.request else {
+        return Err(ApprovalError::Unsupported(format!(
+            "proposal {id} is a {} proposal, not egress-block",
+            loc.proposal.request.tool()
+        )));
+    };
+    let mut proposed =
+        ProposedRoute::from_request(req).map_err(|e| ApprovalError::InvalidProposal {
+            id: id.clone(),
+            reason: e.to_string(),
+        })?;
+    if without_auth {
+        proposed.auth = None;
+    }
+    let _lock = lock(&loc.state)?;
+    queue_ops::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
+    let bottle = loc.identity.as_str();
+    let (table, before) = apply::live_table(bottle, egress).await?;
+    // No slot mapping is passed: a running egress container cannot gain a
+    // new token variable, so any new slot means "refuse" (docs/approvals.md).
+    let merged = merge_route(&table, &[], &proposed);
+    if let (Some(_), Some(a)) = (&merged.new_slot, &proposed.auth) {
+        return Err(ApprovalError::NewCredential {
+            id,
+            host: proposed.host.to_string(),
+            scheme: a.scheme.as_str().to_owned(),
+            token_ref: a.token_ref.clone(),
+        });
+    }
+    let status = if merged.changed {
+        apply::apply_table(
+            bottle,
+            egress,
+            pipelock,
+            &table.render(),
+            &before,
+            &merged.table,
+            apply::CONFIRM_TIMEOUT,
+        )
+        .await?
+    } else {
+        before.clone()
+    };
+    let audit_warning = merged
+        .changed
+        .then(|| {
+            record_routes_edit(
+                loc,
+                Some(&loc.proposal.id),
+                &before.version,
+                &status.version,
+                &merged.diff,
+            )
+            .err()
+        })
+        .flatten();
+    let decision = Decision {
+        version: QUEUE_FORMAT_VERSION,
+        id: loc.proposal.id.clone(),
+        outcome: Outcome::Approved,
+        note: note.trim().to_owned(),
+        decided_at: now(),
+        diff: merged.changed.then(|| merged.diff.clone()),
+    };
+    queue_ops::write_decision(&loc.queue(), &decision).map_err(|e| {
+        if merged.changed {
+            ApprovalError::Unsupported(format!(
+                "the route is live in {bottle}'s egress proxy (version {}), but writing the decision failed: {e}. The agent has not been told; retry `launcher approve {id}` (the merge is already applied, so it only writes the decision)",
+                status.version
+            ))
+        } else {
+            ApprovalError::Queue(e)
+        }
+    })?;
+    Ok(EgressApproved {
+        decision,
+        changed: merged.changed,
+        version: status.version,
+        missing_token_env: status.missing_token_env,
+        audit_warning,
+    })
+}
+
+/// Approves a `pipelock-block` proposal: the host (validated again like an
+/// egress host; `*.x` becomes `x`, an IP literal is refused — pipelock's
+/// allowlist holds names) is added to the running pipelock's allowlist,
+/// and only then the `approved` decision is written. egress-proxy is not
+/// changed: a host pipelock allows but egress does not is still refused
+/// by egress (the agent asks `egress-block` for that).
+pub async fn approve_pipelock(
+    loc: &Located,
+    pipelock: &impl PipelockMirror,
+    note: &str,
+) -> Result<Decision, ApprovalError> {
+    let id = loc.proposal.id.to_string();
+    let ProposalRequest::Pipelock { host } = &loc.proposal.request else {
+        return Err(ApprovalError::Unsupported(format!(
+            "proposal {id} is a {} proposal, not pipelock-block",
+            loc.proposal.request.tool()
+        )));
+    };
+    let invalid = |reason: String| ApprovalError::InvalidProposal {
+        id: id.clone(),
+        reason,
+    };
+    let proposed = ProposedRoute::from_request(&manifest::queue::EgressRequest {
+        host: host.clone(),
+        path_allowlist: Vec::new(),
+        auth: None,
+    })
+    .map_err(|e| invalid(e.to_string()))?;
+    if proposed.host.is_ip() {
+        return Err(invalid(format!(
+            "{host} is an IP address; pipelock's allowlist holds host names"
+        )));
+    }
+    let name = proposed.host.apex().to_owned();
+    if name.is_empty() || name == "*" {
+        return Err(invalid(format!("{host:?} names no host")));
+    }
+    let _lock = lock(&loc.state)?;
+    queue_ops::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
+    pipelock
+        .mirror(std::slice::from_ref(&name))
+        .await
+        .map_err(|reason| {
+            ApprovalError::Unsupported(format!(
+                "adding {name} to pipelock's allowlist in {} failed: {reason}. Nothing was decided; egress-proxy was not touched. Check `launcher logs {} --component pipelock`, then decide again",
+                loc.identity, loc.identity
+            ))
+        })?;
+    let decision = Decision {
+        version: QUEUE_FORMAT_VERSION,
+        id: loc.proposal.id.clone(),
+        outcome: Outcome::Approved,
+        note: note.trim().to_owned(),
+        decided_at: now(),
+        diff: Some(format!("pipelock api_allowlist:\n+  - {name}\n")),
+    };
+    queue_ops::write_decision(&loc.queue(), &decision)?;
+    Ok(decision)
+}
+
+/// Appends the `routes_edit` audit line of a confirmed change; `Err` is a
+/// warning text (the change is live whatever happens here).
+fn record_routes_edit(
+    loc: &Located,
+    proposal: Option<&ProposalId>,
+    before: &str,
+    after: &str,
+    diff: &str,
+) -> Result<(), String> {
+    let record = RoutesEdit {
+        version: QUEUE_FORMAT_VERSION,
+        bottle: loc.identity.to_string(),
+        at: now(),
+        proposal: proposal.cloned(),
+        before_version: before.to_owned(),
+        after_version: after.to_owned(),
+        diff: diff.to_owned(),
+    };
+    queue_ops::append_routes_edit(&loc.queue(), &record).map_err(|e| {
+        format!(
+            "the new routes are live in {} (version {after}), but recording the change in the audit log failed: {e}",
+            loc.identity
+        )
+    })
+}
+
+/// What a manual `routes edit` apply did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EditApplied {
+    /// The version live before.
+    pub before_version: String,
+    /// The status that confirmed the new table.
+    pub status: apply::EgressStatus,
+    /// The unified diff of the routes file.
+    pub diff: String,
+    /// Set when the `routes_edit` audit line could not be appended.
+    pub audit_warning: Option<String>,
+}
+
+/// Applies an operator's edited table to bottle `identity` (whose state is
+/// `state`): under the bottle's apply lock, the live table must still be
+/// the one the operator edited (`edited_from`, the text the editor
+/// started from) — another approval or edit in between is refused rather
+/// than overwritten — then write, SIGHUP, confirm, and append a
+/// `routes_edit` record (before/after versions and the diff).
+pub async fn apply_edit(
+    identity: &Identity,
+    state: &BottleState,
+    egress: &impl EgressControl,
+    pipelock: Option<&impl PipelockMirror>,
+    edited_from: &str,
+    table: &RouteTable,
+) -> Result<EditApplied, ApprovalError> {
+    let bottle = identity.as_str();
+    let _lock = lock(state)?;
+    let (live, before) = apply::live_table(bottle, egress).await?;
+    let from = RouteTable::parse(edited_from, apply::EGRESS_ROUTES_PATH).ok();
+    if from.as_ref().map(RouteTable::version_hash) != Some(live.version_hash()) {
+        return Err(ApprovalError::Unsupported(format!(
+            "the live routes of {bottle} changed while you were editing (now version {}); nothing was applied. Run `launcher routes edit {bottle}` again",
+            before.version
+        )));
+    }
+    let old_text = egress.read_routes().await.map_err(|reason| {
+        ApprovalError::Apply(ApplyError::Read {
+            bottle: bottle.to_owned(),
+            reason,
+        })
+    })?;
+    let status = apply::apply_table(
+        bottle,
+        egress,
+        pipelock,
+        &old_text,
+        &before,
+        table,
+        apply::CONFIRM_TIMEOUT,
+    )
+    .await?;
+    let diff = manifest::merge::unified_diff(&old_text, &table.render());
+    let loc_queue = state.queue_dir();
+    let record = RoutesEdit {
+        version: QUEUE_FORMAT_VERSION,
+        bottle: bottle.to_owned(),
+        at: now(),
+        proposal: None,
+        before_version: before.version.clone(),
+        after_version: status.version.clone(),
+        diff: diff.clone(),
+    };
+    let audit_warning = queue_ops::append_routes_edit(&loc_queue, &record)
+        .err()
+        .map(|e| {
+            format!(
+                "the new routes are live in {bottle} (version {}), but recording the change in the audit log failed: {e}",
+                status.version
+            )
+        });
+    Ok(EditApplied {
+        before_version: before.version,
+        status,
+        diff,
+        audit_warning,
+    })
+}
+
+/// Holds `<state>/apply.lock` exclusively until dropped.
+pub fn lock(state: &BottleState) -> Result<std::fs::File, ApprovalError> {
+    let path = state.dir().join(APPLY_LOCK);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| ApprovalError::Io {
+            action: "opening",
+            path: path.clone(),
+            source,
+        })?;
+    f.lock().map_err(|source| ApprovalError::Io {
+        action: "locking",
+        path,
+        source,
+    })?;
+    Ok(f)
+}
+
+/// Agent-written text made safe for a terminal: control characters other
+/// than newline and tab, and bidirectional overrides, become `\u{…}`.
+pub fn sanitize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}');
+        if (c.is_control() && c != '\n' && c != '\t') || bidi {
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A short human age: `42s`, `5m`, `3h`, `2d`.
+pub fn age(since: jiff::Timestamp, now: jiff::Timestamp) -> String {
+    let secs = now.as_second().saturating_sub(since.as_second()).max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// One proposal as text: tool, what it asks for, justification, age.
+pub fn describe(p: &Pending, now: jiff::Timestamp) -> String {
+    let mut out = format!(
+        "{}  {}  {}  ({} ago)\n",
+        p.proposal.id,
+        p.identity,
+        p.proposal.request.tool(),
+        age(p.proposal.created_at, now)
+    );
+    match &p.proposal.request {
+        ProposalRequest::Egress(r) => {
+            out.push_str(&format!("  host: {}\n", sanitize(&r.host)));
+            if r.path_allowlist.is_empty() {
+                out.push_str("  paths: (all)\n");
+            } else {
+                out.push_str(&format!(
+                    "  paths: {}\n",
+                    sanitize(&r.path_allowlist.join(", "))
+                ));
+            }
+            if let Some(a) = &r.auth {
+                out.push_str(&format!(
+                    "  auth: {} from ${}\n",
+                    sanitize(&a.scheme),
+                    sanitize(&a.token_ref)
+                ));
+            }
+        }
+        ProposalRequest::Capability { dockerfile } => {
+            out.push_str("  proposed Dockerfile:\n");
+            for l in sanitize(dockerfile).lines() {
+                out.push_str(&format!("    | {l}\n"));
+            }
+        }
+        ProposalRequest::Pipelock { host } => {
+            out.push_str(&format!("  host: {}\n", sanitize(host)));
+        }
+    }
+    out.push_str("  justification: ");
+    out.push_str(&sanitize(&p.proposal.justification).replace('\n', "\n    "));
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests;

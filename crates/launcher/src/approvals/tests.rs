@@ -1,0 +1,493 @@
+use std::path::Path;
+
+use manifest::queue::{EgressAuthRequest, EgressRequest, Outcome, ProposalRequest};
+
+use super::*;
+use crate::apply::NoPipelock;
+use crate::apply::tests::{BASE, FakeEgress};
+use crate::queue_ops::tests::{proposal, put_proposal};
+
+const BOTTLE: &str = "dev-k3x9a";
+const ID: &str = "20261123-140509-aaaaaaaa";
+
+fn setup(root: &Path, p: &Proposal) -> Located {
+    let identity = Identity::parse(BOTTLE).unwrap();
+    let st = BottleState::new(root, &identity);
+    std::fs::create_dir_all(st.queue_dir()).unwrap();
+    put_proposal(&st.queue_dir(), p);
+    locate(root, p.id.as_str()).unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn approve(
+    loc: &Located,
+    eg: &FakeEgress,
+    without_auth: bool,
+) -> Result<EgressApproved, ApprovalError> {
+    rt().block_on(approve_egress(
+        loc,
+        eg,
+        None::<&NoPipelock>,
+        "ok",
+        without_auth,
+    ))
+}
+
+#[test]
+fn approving_applies_then_writes_the_decision_with_the_diff() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
+    let eg = FakeEgress::with(BASE);
+    let a = approve(&loc, &eg, false).unwrap();
+    assert!(a.changed);
+    assert!(eg.file.borrow().contains("docs.example.com"));
+    assert_eq!(
+        a.version,
+        RouteTable::parse(&eg.live.borrow(), "t")
+            .unwrap()
+            .version_hash()
+    );
+    let d = queue_ops::read_decision(&loc.queue(), &loc.proposal.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.outcome, Outcome::Approved);
+    assert!(
+        d.diff
+            .as_deref()
+            .unwrap()
+            .contains("+  - host: docs.example.com"),
+        "{:?}",
+        d.diff
+    );
+    // A second decision is refused and nothing is applied again.
+    let err = approve(&loc, &eg, false).unwrap_err();
+    assert!(err.to_string().contains("already decided"), "{err}");
+    assert_eq!(eg.writes.borrow().len(), 1);
+}
+
+use manifest::routes::RouteTable;
+
+#[test]
+fn approving_a_known_host_merges_paths_without_duplicating() {
+    let root = tempfile::tempdir().unwrap();
+    let mut p = proposal(ID, BOTTLE, "api.example.com");
+    p.request = ProposalRequest::Egress(EgressRequest {
+        host: "api.example.com".into(),
+        path_allowlist: vec!["/v2/".into()],
+        auth: None,
+    });
+    let loc = setup(root.path(), &p);
+    let eg = FakeEgress::with(
+        "version: 1\nroutes:\n  - host: api.example.com\n    path_allowlist:\n      - /v1/\n",
+    );
+    approve(&loc, &eg, false).unwrap();
+    let t = RouteTable::parse(&eg.file.borrow(), "t").unwrap();
+    assert_eq!(t.routes().len(), 1);
+    let paths: Vec<&str> = t.routes()[0]
+        .path_allowlist
+        .iter()
+        .map(|p| p.as_str())
+        .collect();
+    assert_eq!(paths, ["/v1/", "/v2/"]);
+}
+
+#[test]
+fn an_already_covered_request_is_approved_without_touching_the_proxy() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &proposal(ID, BOTTLE, "api.github.com"));
+    let eg = FakeEgress::with(BASE);
+    let a = approve(&loc, &eg, false).unwrap();
+    assert!(!a.changed);
+    assert!(eg.writes.borrow().is_empty());
+    assert_eq!(a.decision.diff, None);
+}
+
+fn with_auth(host: &str) -> Proposal {
+    let mut p = proposal(ID, BOTTLE, host);
+    p.request = ProposalRequest::Egress(EgressRequest {
+        host: host.into(),
+        path_allowlist: Vec::new(),
+        auth: Some(EgressAuthRequest {
+            scheme: "Bearer".into(),
+            token_ref: "EXAMPLE_TOKEN".into(),
+        }),
+    });
+    p
+}
+
+#[test]
+fn a_new_credential_is_refused_with_both_ways_out_and_nothing_changes() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &with_auth("new.example.com"));
+    let eg = FakeEgress::with(BASE);
+    let err = approve(&loc, &eg, false).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("--without-auth"), "{msg}");
+    assert!(msg.contains("restart the bottle"), "{msg}");
+    assert!(msg.contains("$EXAMPLE_TOKEN"), "{msg}");
+    assert!(eg.writes.borrow().is_empty());
+    assert!(
+        queue_ops::read_decision(&loc.queue(), &loc.proposal.id)
+            .unwrap()
+            .is_none()
+    );
+    // Without the credential it goes through, with no auth in the table.
+    approve(&loc, &eg, true).unwrap();
+    let t = RouteTable::parse(&eg.file.borrow(), "t").unwrap();
+    assert!(t.routes().iter().all(|r| r.auth.is_none()));
+}
+
+#[test]
+fn auth_on_a_known_host_is_ignored_not_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &with_auth("api.github.com"));
+    let eg = FakeEgress::with(BASE);
+    let a = approve(&loc, &eg, false).unwrap();
+    assert!(!a.changed);
+}
+
+#[test]
+fn a_failed_apply_writes_no_decision() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
+    let eg = FakeEgress {
+        fail_write: true,
+        ..FakeEgress::with(BASE)
+    };
+    let err = approve(&loc, &eg, false).unwrap_err();
+    assert!(err.to_string().contains("live table is unchanged"), "{err}");
+    assert!(
+        queue_ops::read_decision(&loc.queue(), &loc.proposal.id)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn an_invalid_proposal_is_not_applied() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &proposal(ID, BOTTLE, "bad host!"));
+    let eg = FakeEgress::with(BASE);
+    let err = approve(&loc, &eg, false).unwrap_err();
+    assert!(
+        err.to_string().contains("is invalid and cannot be applied"),
+        "{err}"
+    );
+    assert!(eg.writes.borrow().is_empty());
+}
+
+#[test]
+fn rejecting_needs_a_note_and_is_final() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
+    assert!(matches!(reject(&loc, "  "), Err(ApprovalError::EmptyNote)));
+    let d = reject(&loc, "not for this task").unwrap();
+    assert_eq!(d.outcome, Outcome::Rejected);
+    assert!(
+        reject(&loc, "again")
+            .unwrap_err()
+            .to_string()
+            .contains("already decided")
+    );
+}
+
+#[test]
+fn unknown_bad_and_misfiled_ids_are_clear_errors() {
+    let root = tempfile::tempdir().unwrap();
+    setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
+    let e = locate(root.path(), "20261123-000000-zzzzzzzz").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("no proposal 20261123-000000-zzzzzzzz"),
+        "{e}"
+    );
+    let e = locate(root.path(), "../etc/passwd").unwrap_err();
+    assert!(e.to_string().contains("invalid proposal id"), "{e}");
+    // A proposal that claims another bottle.
+    let st = BottleState::new(root.path(), &Identity::parse("ops-aaaaa").unwrap());
+    put_proposal(
+        &st.queue_dir(),
+        &proposal("20261123-140509-bbbbbbbb", BOTTLE, "x.example"),
+    );
+    let e = locate(root.path(), "20261123-140509-bbbbbbbb").unwrap_err();
+    assert!(e.to_string().contains("claims to come from bottle"), "{e}");
+}
+
+#[test]
+fn list_pending_spans_bottles_and_filters() {
+    let root = tempfile::tempdir().unwrap();
+    setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
+    let other = Identity::parse("ops-aaaaa").unwrap();
+    let st = BottleState::new(root.path(), &other);
+    let mut p = proposal("20261123-140510-bbbbbbbb", "ops-aaaaa", "x.example");
+    p.created_at = "2026-11-23T14:00:00Z".parse().unwrap();
+    put_proposal(&st.queue_dir(), &p);
+    let (all, problems) = list_pending(root.path(), None).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let ids: Vec<&str> = all.iter().map(|p| p.proposal.id.as_str()).collect();
+    assert_eq!(ids, ["20261123-140510-bbbbbbbb", ID]);
+    let (one, _) = list_pending(root.path(), Some(&other)).unwrap();
+    assert_eq!(one.len(), 1);
+}
+
+#[test]
+fn sanitize_neutralises_terminal_controls() {
+    assert_eq!(
+        sanitize("a\u{1b}[2Jb\n\tc\u{202e}"),
+        "a\\u{001b}[2Jb\n\tc\\u{202e}"
+    );
+}
+
+#[test]
+fn describe_shows_tool_request_justification_and_age() {
+    let p = Pending {
+        identity: Identity::parse(BOTTLE).unwrap(),
+        proposal: with_auth("new.example.com"),
+    };
+    let now = "2026-11-23T14:10:09Z".parse().unwrap();
+    let text = describe(&p, now);
+    assert!(text.contains("egress-block"), "{text}");
+    assert!(text.contains("host: new.example.com"), "{text}");
+    assert!(text.contains("paths: (all)"), "{text}");
+    assert!(text.contains("auth: Bearer from $EXAMPLE_TOKEN"), "{text}");
+    assert!(text.contains("justification: read the docs"), "{text}");
+    assert!(text.contains("(5m ago)"), "{text}");
+}
+
+fn version_of(text: &str) -> String {
+    RouteTable::parse(text, "t").unwrap().version_hash()
+}
+
+#[test]
+fn an_applied_approval_records_before_and_after_ahead_of_its_decision() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
+    let eg = FakeEgress::with(BASE);
+    let a = approve(&loc, &eg, false).unwrap();
+    assert_eq!(a.audit_warning, None);
+    let edits = queue_ops::read_routes_edits(&loc.queue()).unwrap();
+    assert_eq!(edits.len(), 1);
+    let r = &edits[0];
+    assert_eq!(r.bottle, BOTTLE);
+    assert_eq!(r.proposal.as_ref(), Some(&loc.proposal.id));
+    assert_eq!(r.before_version, version_of(BASE));
+    assert_eq!(r.after_version, a.version);
+    assert_ne!(r.before_version, r.after_version);
+    assert_eq!(Some(&r.diff), a.decision.diff.as_ref());
+    // The routes_edit line comes before the decision line.
+    let text = std::fs::read_to_string(loc.queue().join(queue_ops::AUDIT)).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("\"routes_edit\""), "{text}");
+    assert!(lines[1].contains("\"decision\""), "{text}");
+}
+
+#[test]
+fn approvals_that_change_nothing_or_fail_record_no_routes_edit() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &proposal(ID, BOTTLE, "api.github.com"));
+    approve(&loc, &FakeEgress::with(BASE), false).unwrap();
+    assert!(
+        queue_ops::read_routes_edits(&loc.queue())
+            .unwrap()
+            .is_empty()
+    );
+
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
+    let eg = FakeEgress {
+        fail_reload: true,
+        ..FakeEgress::with(BASE)
+    };
+    let err = rt()
+        .block_on(async {
+            let t = RouteTable::parse(
+                "version: 1\nroutes:\n  - host: api.github.com\n  - host: x.test\n",
+                "t",
+            )
+            .unwrap();
+            tokio::time::timeout(
+                std::time::Duration::from_secs(60),
+                apply_edit(
+                    &loc.identity,
+                    &loc.state,
+                    &eg,
+                    None::<&NoPipelock>,
+                    BASE,
+                    &t,
+                ),
+            )
+            .await
+        })
+        .expect("bounded")
+        .unwrap_err();
+    assert!(err.to_string().contains("did not load"), "{err}");
+    assert!(
+        queue_ops::read_routes_edits(&loc.queue())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_manual_edit_is_applied_and_audited_with_both_versions() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
+    let eg = FakeEgress::with(BASE);
+    let new_text = "version: 1\nroutes:\n  - host: api.github.com\n  - host: added.test\n";
+    let t = RouteTable::parse(new_text, "t").unwrap();
+    let done = rt()
+        .block_on(apply_edit(
+            &loc.identity,
+            &loc.state,
+            &eg,
+            None::<&NoPipelock>,
+            BASE,
+            &t,
+        ))
+        .unwrap();
+    assert_eq!(done.before_version, version_of(BASE));
+    assert_eq!(done.status.version, t.version_hash());
+    assert!(done.diff.contains("+  - host: added.test"), "{}", done.diff);
+    assert_eq!(done.audit_warning, None);
+    let edits = queue_ops::read_routes_edits(&loc.queue()).unwrap();
+    assert_eq!(edits.len(), 1);
+    assert_eq!(edits[0].proposal, None);
+    assert_eq!(edits[0].before_version, version_of(BASE));
+    assert_eq!(edits[0].after_version, t.version_hash());
+    assert_eq!(edits[0].diff, done.diff);
+    // Nothing was decided by an edit.
+    assert!(
+        queue_ops::read_decision(&loc.queue(), &loc.proposal.id)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn an_edit_of_a_table_that_changed_meanwhile_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
+    // The operator opened the editor on BASE; an approval then went live.
+    let moved = "version: 1\nroutes:\n  - host: api.github.com\n  - host: other.test\n";
+    let eg = FakeEgress::with(moved);
+    let t = RouteTable::parse(
+        "version: 1\nroutes:\n  - host: api.github.com\n  - host: mine.test\n",
+        "t",
+    )
+    .unwrap();
+    let err = rt()
+        .block_on(apply_edit(
+            &loc.identity,
+            &loc.state,
+            &eg,
+            None::<&NoPipelock>,
+            BASE,
+            &t,
+        ))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("changed while you were editing"),
+        "{err}"
+    );
+    assert!(eg.writes.borrow().is_empty(), "nothing written");
+    assert!(
+        queue_ops::read_routes_edits(&loc.queue())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn pipelock_proposal(host: &str) -> Proposal {
+    let mut p = proposal(ID, BOTTLE, "x.test");
+    p.request = ProposalRequest::Pipelock { host: host.into() };
+    p
+}
+
+#[derive(Default)]
+struct FakePipelock {
+    fail: bool,
+    asked: std::cell::RefCell<Vec<Vec<String>>>,
+}
+
+impl PipelockMirror for FakePipelock {
+    async fn mirror(&self, hosts: &[String]) -> Result<(), String> {
+        self.asked.borrow_mut().push(hosts.to_vec());
+        if self.fail {
+            Err("restart timed out".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn a_pipelock_approval_mirrors_the_host_then_decides() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &pipelock_proposal("*.PyPI.org"));
+    let pl = FakePipelock::default();
+    let d = rt().block_on(approve_pipelock(&loc, &pl, "ok")).unwrap();
+    assert_eq!(*pl.asked.borrow(), [vec!["pypi.org".to_owned()]]);
+    assert_eq!(d.outcome, Outcome::Approved);
+    assert!(d.diff.as_deref().unwrap().contains("pypi.org"));
+    let err = rt()
+        .block_on(approve_pipelock(&loc, &pl, "ok"))
+        .unwrap_err();
+    assert!(err.to_string().contains("already decided"), "{err}");
+    assert_eq!(pl.asked.borrow().len(), 1, "not applied twice");
+}
+
+#[test]
+fn a_failed_or_invalid_pipelock_approval_decides_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &pipelock_proposal("pypi.org"));
+    let pl = FakePipelock {
+        fail: true,
+        ..FakePipelock::default()
+    };
+    let err = rt()
+        .block_on(approve_pipelock(&loc, &pl, "ok"))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("restart timed out") && msg.contains("egress-proxy was not touched"),
+        "{msg}"
+    );
+    assert!(
+        queue_ops::read_decision(&loc.queue(), &loc.proposal.id)
+            .unwrap()
+            .is_none()
+    );
+
+    for bad in ["10.0.0.1", "a b", ""] {
+        let root = tempfile::tempdir().unwrap();
+        let loc = setup(root.path(), &pipelock_proposal(bad));
+        let pl = FakePipelock::default();
+        let err = rt()
+            .block_on(approve_pipelock(&loc, &pl, "ok"))
+            .unwrap_err();
+        assert!(err.to_string().contains("invalid"), "{bad}: {err}");
+        assert!(pl.asked.borrow().is_empty(), "{bad}");
+    }
+}
+
+#[test]
+fn an_egress_approval_mirrors_to_pipelock_first() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
+    let eg = FakeEgress::with(BASE);
+    let pl = FakePipelock::default();
+    rt().block_on(approve_egress(&loc, &eg, Some(&pl), "ok", false))
+        .unwrap();
+    let asked = pl.asked.borrow();
+    assert_eq!(asked.len(), 1);
+    assert!(
+        asked[0].contains(&"docs.example.com".to_owned()),
+        "{asked:?}"
+    );
+}

@@ -1,0 +1,341 @@
+//! Applying a `capability-block` approval: the agent's proposed Dockerfile
+//! becomes the bottle's image at the next `launcher resume`.
+//!
+//! Is: validating the proposed Dockerfile again, writing it into the
+//! bottle's state directory (`Dockerfile`), snapshotting the agent's
+//! Claude Code transcripts (`~/.claude/projects` → `transcript.tar`),
+//! marking the state preserved, and only then writing the `approved`
+//! decision with the Dockerfile diff. Tearing the bottle down is the
+//! caller's next step; the preserved state survives it.
+//!
+//! Is not: the rebuild (`launcher resume`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use manifest::merge::unified_diff;
+use manifest::queue::{Decision, Outcome, ProposalRequest, QUEUE_FORMAT_VERSION};
+
+use crate::approvals::{self, ApprovalError, Located};
+use crate::docker::Engine;
+use crate::identity::{Component, Identity};
+use crate::plan::AGENT_HOME;
+use crate::queue_ops;
+use crate::state::PRESERVE_MARKER;
+
+/// The proposed Dockerfile in the state directory.
+pub const DOCKERFILE: &str = "Dockerfile";
+/// The transcript snapshot in the state directory (a tar of `projects/`).
+pub const TRANSCRIPT: &str = "transcript.tar";
+/// Largest Dockerfile accepted (as supervise enforces).
+pub const MAX_DOCKERFILE: usize = 256 * 1024;
+
+/// The agent's Claude Code transcript directory.
+pub fn transcript_dir() -> String {
+    format!("{AGENT_HOME}/.claude/projects")
+}
+
+/// Checks a proposed Dockerfile: not empty, at most 256 KiB, with a
+/// `FROM` instruction.
+pub fn validate_dockerfile(text: &str) -> Result<(), String> {
+    if text.len() > MAX_DOCKERFILE {
+        return Err(format!(
+            "the Dockerfile is {} bytes; at most {MAX_DOCKERFILE} are accepted",
+            text.len()
+        ));
+    }
+    let has_from = text.lines().any(|l| {
+        l.trim_start()
+            .get(..5)
+            .is_some_and(|w| w.eq_ignore_ascii_case("from "))
+    });
+    if !has_from {
+        return Err("the Dockerfile has no FROM instruction".into());
+    }
+    Ok(())
+}
+
+/// What a capability approval did.
+#[derive(Clone, Debug)]
+pub struct CapabilityApproved {
+    /// The decision written.
+    pub decision: Decision,
+    /// Whether a transcript was saved (the agent may not have one yet).
+    pub transcript_saved: bool,
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ApprovalError> {
+    let io = |action: &'static str| {
+        let path = path.to_owned();
+        move |source| ApprovalError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(io("writing"))?;
+    std::fs::rename(&tmp, path).map_err(io("renaming into place"))
+}
+
+/// The Dockerfile supervise serves as the bottle's current one
+/// (`plan::CURRENT_DOCKERFILE`), or `None` when it has none or cannot be read.
+pub async fn current_dockerfile(engine: &Engine, supervise: &str) -> Option<String> {
+    let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
+        .path(crate::plan::CURRENT_DOCKERFILE)
+        .build();
+    let mut stream = engine
+        .client()
+        .download_from_container(supervise, Some(opts));
+    let mut tar_bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        tar_bytes.extend_from_slice(&chunk.ok()?);
+        if tar_bytes.len() > 2 * MAX_DOCKERFILE {
+            return None;
+        }
+    }
+    first_file_text(&tar_bytes)
+}
+
+/// The text of the first regular file in a tar archive.
+fn first_file_text(tar_bytes: &[u8]) -> Option<String> {
+    let mut archive = tar::Archive::new(tar_bytes);
+    for entry in archive.entries().ok()? {
+        let mut entry = entry.ok()?;
+        if entry.header().entry_type().is_file() {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text).ok()?;
+            return Some(text);
+        }
+    }
+    None
+}
+
+/// Downloads the transcript directory of `agent` as a tar; `None` when
+/// the agent has none yet.
+pub async fn snapshot_transcript(engine: &Engine, agent: &str) -> Result<Option<Vec<u8>>, String> {
+    let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
+        .path(&transcript_dir())
+        .build();
+    let mut stream = engine.client().download_from_container(agent, Some(opts));
+    let mut tar = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(b) => tar.extend_from_slice(&b),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(format!("copying {} out of {agent}: {e}", transcript_dir())),
+        }
+    }
+    Ok(Some(tar))
+}
+
+/// Approves a `capability-block`: Dockerfile and transcript into the state
+/// directory, preserve marker, then the decision. On any error nothing is
+/// decided.
+pub async fn approve_capability(
+    engine: &Engine,
+    loc: &Located,
+    note: &str,
+) -> Result<CapabilityApproved, ApprovalError> {
+    let id = loc.proposal.id.to_string();
+    let ProposalRequest::Capability { dockerfile } = &loc.proposal.request else {
+        return Err(ApprovalError::Unsupported(format!(
+            "proposal {id} is a {} proposal, not capability-block",
+            loc.proposal.request.tool()
+        )));
+    };
+    validate_dockerfile(dockerfile).map_err(|reason| ApprovalError::InvalidProposal {
+        id: id.clone(),
+        reason,
+    })?;
+    let _lock = approvals::lock(&loc.state)?;
+    queue_ops::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
+    let dir = loc.state.dir();
+    // The baseline of the diff is the Dockerfile the bottle runs now: the copy
+    // supervise serves to the agent, else the per-bottle one from a previous
+    // resume, else nothing (an image given by reference has no Dockerfile).
+    let supervise = loc.identity.container_name(Component::Supervise);
+    let previous = match current_dockerfile(engine, &supervise).await {
+        Some(text) => text,
+        None => std::fs::read_to_string(dir.join(DOCKERFILE)).unwrap_or_default(),
+    };
+    let agent = loc.identity.container_name(Component::Agent);
+    let transcript = snapshot_transcript(engine, &agent)
+        .await
+        .map_err(|e| ApprovalError::Unsupported(format!("{e}; nothing was decided")))?;
+    write_file(&dir.join(DOCKERFILE), dockerfile.as_bytes())?;
+    if let Some(tar) = &transcript {
+        write_file(&dir.join(TRANSCRIPT), tar)?;
+    }
+    write_file(&dir.join(PRESERVE_MARKER), b"capability-block\n")?;
+    let decision = Decision {
+        version: QUEUE_FORMAT_VERSION,
+        id: loc.proposal.id.clone(),
+        outcome: Outcome::Approved,
+        note: note.trim().to_owned(),
+        decided_at: jiff::Timestamp::now(),
+        diff: Some(unified_diff(&previous, dockerfile)),
+    };
+    queue_ops::write_decision(&loc.queue(), &decision)?;
+    Ok(CapabilityApproved {
+        decision,
+        transcript_saved: transcript.is_some(),
+    })
+}
+
+/// Tears a bottle down after a capability approval: asks the `launcher`
+/// process that started it to stop (SIGTERM; its teardown keeps the
+/// preserved state), waits, then removes whatever is left by label.
+pub async fn stop_for_resume(
+    engine: &Engine,
+    identity: &crate::identity::Identity,
+) -> Result<(), crate::docker::DockerError> {
+    let found = crate::lifecycle::find_bottles(engine).await?;
+    let pid = found
+        .iter()
+        .find(|f| f.identity == identity.as_str())
+        .and_then(|f| f.launcher_pid)
+        .filter(|pid| *pid != std::process::id());
+    // Only a process that is a launcher is signalled (never, say, a test
+    // harness that started the bottle in-process).
+    if let Some(pid) = pid
+        && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.trim() == "launcher")
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    crate::lifecycle::remove_by_identity(engine, identity.as_str()).await?;
+    Ok(())
+}
+
+/// Repository of the images `launcher resume` builds.
+pub const RESUME_IMAGE_REPO: &str = "claude-bottle/agent-resume";
+
+/// The tag `launcher resume` builds for `identity` from `dockerfile`:
+/// `claude-bottle/agent-resume:<identity>-<12 hex of its SHA-256>`.
+pub fn resume_image_tag(identity: &Identity, dockerfile: &str) -> String {
+    use sha2::Digest as _;
+    let hash: String = sha2::Sha256::digest(dockerfile.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{RESUME_IMAGE_REPO}:{identity}-{hash}")
+}
+
+/// The bottle a resume image tag was built for, if `tag` is one
+/// ([`resume_image_tag`]'s shape).
+pub fn identity_of_resume_tag(tag: &str) -> Option<Identity> {
+    let rest = tag.strip_prefix(RESUME_IMAGE_REPO)?.strip_prefix(':')?;
+    let (identity, hash) = rest.rsplit_once('-')?;
+    if hash.len() != 12 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Identity::parse(identity).ok()
+}
+
+/// Removes a resume image (not forced: an image a container still uses
+/// stays, with the error saying so).
+pub async fn remove_resume_image(engine: &Engine, tag: &str) -> Result<(), String> {
+    engine
+        .client()
+        .remove_image(
+            tag,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("removing image {tag}: {e}"))
+}
+
+/// Every resume image tag on the engine.
+pub async fn resume_images(engine: &Engine) -> Result<Vec<String>, String> {
+    let filters = std::collections::HashMap::from([(
+        "reference".to_owned(),
+        vec![format!("{RESUME_IMAGE_REPO}:*")],
+    )]);
+    let opts = bollard::query_parameters::ListImagesOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    let images = engine
+        .client()
+        .list_images(Some(opts))
+        .await
+        .map_err(|e| format!("listing {RESUME_IMAGE_REPO} images: {e}"))?;
+    let mut tags: Vec<String> = images
+        .into_iter()
+        .flat_map(|i| i.repo_tags)
+        .filter(|t| identity_of_resume_tag(t).is_some())
+        .collect();
+    tags.sort();
+    tags.dedup();
+    Ok(tags)
+}
+
+/// The resume images of `tags` that no bottle needs: their bottle is not
+/// in `live` (a running resumed bottle uses its image) and has no
+/// preserved state in `preserved` (whose next resume builds a new one
+/// anyway, but the operator may want to inspect it until then).
+pub fn unneeded_resume_images(
+    tags: &[String],
+    live: &[&str],
+    preserved: &[Identity],
+) -> Vec<String> {
+    tags.iter()
+        .filter(|t| {
+            identity_of_resume_tag(t)
+                .is_some_and(|id| !live.contains(&id.as_str()) && !preserved.contains(&id))
+        })
+        .cloned()
+        .collect()
+}
+
+/// How long [`wait_until_answered`] waits for supervise by default: it
+/// polls decisions every 250 ms, so a waiting call answers well within.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether supervise's log shows that it answered proposal `id` (its
+/// `decision observed` line, text or JSON format).
+pub fn log_shows_answer(log: &str, id: &str) -> bool {
+    log.lines()
+        .any(|l| l.contains("decision observed") && l.contains(id))
+}
+
+/// Waits (bounded by `timeout`) until the bottle's supervise logged that it
+/// answered proposal `id`, so the waiting agent has heard "approved"
+/// before the bottle is torn down. `false` when it did not within the
+/// deadline — e.g. the agent's call had already returned "pending" and
+/// nobody waits — or supervise's log cannot be read.
+pub async fn wait_until_answered(
+    engine: &Engine,
+    identity: &crate::identity::Identity,
+    id: &str,
+    timeout: Duration,
+) -> bool {
+    let supervise = identity.container_name(Component::Supervise);
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(log) = engine.tail_logs(&supervise, 400).await
+            && log_shows_answer(&log, id)
+        {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,94 @@
+use super::*;
+
+#[test]
+fn a_dockerfile_needs_from_and_a_bounded_size() {
+    assert!(validate_dockerfile("FROM claude-bottle/base\nRUN true\n").is_ok());
+    assert!(validate_dockerfile("# c\n  from x AS y\n").is_ok());
+    let e = validate_dockerfile("RUN true\n").unwrap_err();
+    assert!(e.contains("no FROM"), "{e}");
+    let big = format!("FROM x\n{}", "#".repeat(MAX_DOCKERFILE));
+    assert!(validate_dockerfile(&big).unwrap_err().contains("at most"));
+}
+
+#[test]
+fn the_transcript_lives_in_the_agents_home() {
+    assert_eq!(transcript_dir(), "/home/agent/.claude/projects");
+}
+
+#[test]
+fn resume_tags_name_their_bottle_and_round_trip() {
+    let id = Identity::parse("dev-k3x9a").unwrap();
+    let tag = resume_image_tag(&id, "FROM x\n");
+    assert!(
+        tag.starts_with("claude-bottle/agent-resume:dev-k3x9a-"),
+        "{tag}"
+    );
+    assert_eq!(identity_of_resume_tag(&tag), Some(id.clone()));
+    assert_ne!(
+        tag,
+        resume_image_tag(&id, "FROM y\n"),
+        "a new Dockerfile, a new tag"
+    );
+    for not in [
+        "claude-bottle/agent:dev-k3x9a-0123456789ab",
+        "claude-bottle/agent-resume:dev-k3x9a",
+        "claude-bottle/agent-resume:dev-k3x9a-xyz",
+        "claude-bottle/agent-resume:Bad!-0123456789ab",
+        "claude-bottle/agent-resume-other:dev-k3x9a-0123456789ab",
+    ] {
+        assert_eq!(identity_of_resume_tag(not), None, "{not}");
+    }
+}
+
+#[test]
+fn the_answer_is_seen_in_text_and_json_logs_of_that_id_only() {
+    let id = "20261123-140509-01i0m1jh";
+    let text = format!(
+        "2026-11-23T14:06:31Z  INFO supervise::server: decision observed tool=\"capability-block\" id={id} outcome=Approved\n"
+    );
+    assert!(log_shows_answer(&text, id));
+    let json = format!(
+        "{{\"timestamp\":\"…\",\"level\":\"INFO\",\"fields\":{{\"message\":\"decision observed\",\"tool\":\"capability-block\",\"id\":\"{id}\"}}}}\n"
+    );
+    assert!(log_shows_answer(&json, id));
+    assert!(
+        !log_shows_answer(&text, "20261123-140509-zzzzzzzz"),
+        "another id"
+    );
+    let queued =
+        format!("INFO supervise::server: proposal queued; waiting for the operator id={id}\n");
+    assert!(!log_shows_answer(&queued, id), "queued is not answered");
+}
+
+#[test]
+fn resume_images_of_running_or_preserved_bottles_are_kept() {
+    let a = Identity::parse("dev-aaaaa").unwrap();
+    let b = Identity::parse("dev-bbbbb").unwrap();
+    let c = Identity::parse("dev-ccccc").unwrap();
+    let tags: Vec<String> = [&a, &b, &c]
+        .iter()
+        .map(|i| resume_image_tag(i, "FROM x\n"))
+        .chain(["claude-bottle/agent:latest".to_owned()])
+        .collect();
+    let gone = unneeded_resume_images(&tags, &["dev-aaaaa"], std::slice::from_ref(&b));
+    assert_eq!(gone, [resume_image_tag(&c, "FROM x\n")]);
+}
+
+#[test]
+fn the_first_file_of_a_tar_is_the_dockerfile_text() {
+    let mut builder = tar::Builder::new(Vec::new());
+    let body = b"FROM base\nRUN true\n";
+    let mut header = tar::Header::new_gnu();
+    header.set_size(body.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "Dockerfile", &body[..])
+        .unwrap();
+    let bytes = builder.into_inner().unwrap();
+    assert_eq!(
+        first_file_text(&bytes).as_deref(),
+        Some("FROM base\nRUN true\n")
+    );
+    assert_eq!(first_file_text(b"not a tar"), None);
+}

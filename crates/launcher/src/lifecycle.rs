@@ -1,0 +1,607 @@
+//! Executing a [`Plan`] on Docker, and undoing it: the bottle lifecycle.
+//!
+//! Order: resolve secrets (a missing operator variable stops the launch by
+//! name, before Docker is touched) → orphan probe (any object with one of
+//! this bottle's names stops the launch with the `cleanup` hint) → state
+//! directory → networks → per-bottle CA → each sidecar (create, copy its
+//! files in with explicit modes, start, wait until its readiness check
+//! passes) → the agent (same, then the CA into its trust store first).
+//!
+//! Invariant: every object created is recorded before the next step runs,
+//! and [`Bottle::teardown`] removes them in reverse order; a failure at any
+//! step tears down what exists before the error is returned.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::archive::{self, FileEntry};
+use crate::ca::BottleCa;
+use crate::docker::{DockerError, Engine, ExecOutput};
+use crate::identity::{Component, LABEL_IDENTITY, LABEL_MANAGED};
+use crate::plan::{ContainerPlan, FileSource, Plan};
+use crate::state::{BottleState, Metadata, StateError};
+
+/// Label holding the launching process's pid (orphan detection).
+pub const LABEL_LAUNCHER_PID: &str = "dev.claude-bottle.launcher-pid";
+
+/// How long a sidecar may take to pass its readiness check.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Why a launch step failed; each names the step.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// An operator variable a route or remote names is not set.
+    #[error(
+        "the operator environment variable {token_ref} is not set (named by token_ref in the manifest); export it before starting the bottle"
+    )]
+    MissingToken {
+        /// The variable.
+        token_ref: String,
+    },
+    /// Objects with this bottle's names already exist.
+    #[error(
+        "Docker objects of bottle {identity} already exist ({names}); run `launcher cleanup` to remove orphans, then start again"
+    )]
+    Orphans {
+        /// The bottle.
+        identity: String,
+        /// What exists.
+        names: String,
+    },
+    /// Writing the state directory failed.
+    #[error("state: {0}")]
+    State(#[from] StateError),
+    /// Minting the CA failed.
+    #[error("ca: {0}")]
+    Ca(#[from] crate::ca::CaError),
+    /// A file could not be packed for a container.
+    #[error("files for {container}: {source}")]
+    Archive {
+        /// The container.
+        container: String,
+        /// Why.
+        source: archive::ArchiveError,
+    },
+    /// A Docker step failed.
+    #[error("{step}: {source}")]
+    Docker {
+        /// The lifecycle step.
+        step: String,
+        /// Docker's error (with its message).
+        source: DockerError,
+    },
+    /// A host file (a skill) could not be read.
+    #[error("reading {path} for {container}: {source}")]
+    HostFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The container it was for.
+        container: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// SIGINT/SIGTERM arrived while the bottle was being started; what
+    /// existed has been torn down.
+    #[error("interrupted by a signal while starting the bottle (what was created is torn down)")]
+    Interrupted,
+    /// A planned file needs something this launch did not make.
+    #[error("files for {container}: {what} is missing")]
+    MissingMaterial {
+        /// The container.
+        container: String,
+        /// What is missing.
+        what: &'static str,
+    },
+    /// The internal network has no IPv4/IPv6 subnet pipelock could allow.
+    #[error(
+        "network {network} has no subnet Docker reported ({found:?}); pipelock needs the internal network's CIDR for its SSRF allowlist"
+    )]
+    NoSubnet {
+        /// The network.
+        network: String,
+        /// What Docker reported.
+        found: Vec<String>,
+    },
+    /// Installing the CA in the agent failed.
+    #[error(
+        "installing the bottle CA in {container}: update-ca-certificates exited {code:?}: {output}"
+    )]
+    TrustStore {
+        /// The agent container.
+        container: String,
+        /// Exit code.
+        code: Option<i64>,
+        /// Its output.
+        output: String,
+    },
+}
+
+/// What file sources resolve to at launch: the minted CAs and the
+/// internal network's CIDR.
+struct Materials {
+    ca: BottleCa,
+    pipelock_ca: Option<BottleCa>,
+    internal_cidr: Option<manifest::pipelock::Cidr>,
+}
+
+impl Materials {
+    /// The bytes of `source` (boxed error: `LaunchError` is large).
+    fn contents(&self, source: &FileSource, container: &str) -> Result<Vec<u8>, Box<LaunchError>> {
+        let pipelock_ca = || {
+            self.pipelock_ca.as_ref().ok_or_else(|| {
+                Box::new(LaunchError::MissingMaterial {
+                    container: container.to_owned(),
+                    what: "pipelock's CA (the plan has no pipelock container)",
+                })
+            })
+        };
+        Ok(match source {
+            FileSource::Text(t) => t.as_bytes().to_vec(),
+            FileSource::CaCert => self.ca.cert_pem.as_bytes().to_vec(),
+            FileSource::CaKey => self.ca.key_pem.expose().as_bytes().to_vec(),
+            FileSource::HostFile(p) => std::fs::read(p).map_err(|source| {
+                Box::new(LaunchError::HostFile {
+                    path: p.clone(),
+                    container: container.to_owned(),
+                    source,
+                })
+            })?,
+            FileSource::PipelockConfig(base) => {
+                let cidrs: Vec<_> = self.internal_cidr.iter().cloned().collect();
+                format!("{base}{}", crate::plan::pipelock_ssrf_section(&cidrs)).into_bytes()
+            }
+            FileSource::PipelockCaCert => pipelock_ca()?.cert_pem.as_bytes().to_vec(),
+            FileSource::PipelockCaKey => pipelock_ca()?.key_pem.expose().as_bytes().to_vec(),
+            FileSource::Bundle(parts) => {
+                let mut out = Vec::new();
+                for p in parts {
+                    let mut bytes = self.contents(p, container)?;
+                    if !bytes.ends_with(b"\n") {
+                        bytes.push(b'\n');
+                    }
+                    out.extend(bytes);
+                }
+                out
+            }
+        })
+    }
+}
+
+/// A bottle whose objects exist; [`Bottle::teardown`] removes them.
+#[derive(Debug)]
+pub struct Bottle {
+    engine: Engine,
+    plan: Plan,
+    state: BottleState,
+    containers: Vec<String>,
+    networks: Vec<String>,
+    state_created: bool,
+    cancel: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// Starts the bottle `plan` describes. `env` looks up operator variables;
+/// `progress` receives one line per step.
+pub async fn launch(
+    engine: &Engine,
+    plan: Plan,
+    state: BottleState,
+    metadata: Metadata,
+    env: &dyn Fn(&str) -> Option<String>,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<Bottle, LaunchError> {
+    launch_until(engine, plan, state, metadata, env, progress, None).await
+}
+
+/// Resolves once `cancel` holds `true`; never when its sender is gone.
+async fn cancelled(cancel: &mut tokio::sync::watch::Receiver<bool>) {
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// [`launch`], abandoned once `cancel` turns `true` (SIGINT/SIGTERM while
+/// sidecars start): checked before every Docker object is created and
+/// while waiting for readiness (never in the middle of a create, so no
+/// object can appear after the teardown), then everything created so far
+/// is torn down and [`LaunchError::Interrupted`] returned.
+pub async fn launch_until(
+    engine: &Engine,
+    plan: Plan,
+    state: BottleState,
+    metadata: Metadata,
+    env: &dyn Fn(&str) -> Option<String>,
+    progress: &mut (dyn FnMut(&str) + Send),
+    cancel: Option<tokio::sync::watch::Receiver<bool>>,
+) -> Result<Bottle, LaunchError> {
+    if cancel.as_ref().is_some_and(|c| *c.borrow()) {
+        return Err(LaunchError::Interrupted);
+    }
+    // 1. Secrets, before anything exists.
+    let mut secrets: BTreeMap<String, String> = BTreeMap::new();
+    for token_ref in plan.token_refs() {
+        match env(token_ref).filter(|v| !v.is_empty()) {
+            Some(v) => {
+                secrets.insert(token_ref.to_owned(), v);
+            }
+            None => {
+                return Err(LaunchError::MissingToken {
+                    token_ref: token_ref.to_owned(),
+                });
+            }
+        }
+    }
+    // 2. Orphan probe.
+    let mut names: Vec<String> = plan.containers.iter().map(|c| c.name.clone()).collect();
+    names.extend(plan.networks.iter().map(|n| n.name.clone()));
+    let found = engine
+        .existing_names(&names)
+        .await
+        .map_err(|source| LaunchError::Docker {
+            step: "orphan probe".into(),
+            source,
+        })?;
+    if !found.is_empty() {
+        return Err(LaunchError::Orphans {
+            identity: plan.identity.to_string(),
+            names: found.join(", "),
+        });
+    }
+    let mut bottle = Bottle {
+        engine: engine.clone(),
+        plan,
+        state,
+        containers: Vec::new(),
+        networks: Vec::new(),
+        state_created: false,
+        cancel,
+    };
+    match bottle.bring_up(&secrets, metadata, progress).await {
+        Ok(()) => Ok(bottle),
+        Err(e) => {
+            progress(&format!("launch failed ({e}); tearing down"));
+            bottle.teardown(progress).await;
+            Err(e)
+        }
+    }
+}
+
+impl Bottle {
+    fn cancel_requested(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| *c.borrow())
+    }
+
+    /// The plan this bottle runs.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The agent container's name.
+    pub fn agent_container(&self) -> String {
+        self.plan.identity.container_name(Component::Agent)
+    }
+
+    async fn bring_up(
+        &mut self,
+        secrets: &BTreeMap<String, String>,
+        metadata: Metadata,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), LaunchError> {
+        let id = self.plan.identity.to_string();
+        self.state_created = true;
+        self.state.create(&metadata)?;
+        for n in self.plan.networks.clone() {
+            progress(&format!(
+                "network {} ({})",
+                n.name,
+                if n.internal { "internal" } else { "egress" }
+            ));
+            if self.cancel_requested() {
+                return Err(LaunchError::Interrupted);
+            }
+            self.networks.push(n.name.clone());
+            self.engine
+                .create_network(&n)
+                .await
+                .map_err(|source| LaunchError::Docker {
+                    step: format!("creating network {}", n.name),
+                    source,
+                })?;
+        }
+        let today = jiff::tz::Offset::UTC
+            .to_datetime(jiff::Timestamp::now())
+            .date();
+        let ca = BottleCa::mint(&id, today)?;
+        progress("minted the bottle CA");
+        let mut materials = Materials {
+            ca,
+            pipelock_ca: None,
+            internal_cidr: None,
+        };
+        if self.plan.container(Component::Pipelock).is_some() {
+            materials.pipelock_ca = Some(BottleCa::mint(&format!("{id}-pipelock"), today)?);
+            progress("minted pipelock's interception CA");
+            let internal = self.plan.identity.internal_network();
+            let subnets = self
+                .engine
+                .network_subnets(&internal)
+                .await
+                .map_err(|source| LaunchError::Docker {
+                    step: format!("reading the subnet of network {internal}"),
+                    source,
+                })?;
+            let cidr = subnets
+                .iter()
+                .find_map(|s| manifest::pipelock::Cidr::parse(s).ok())
+                .ok_or_else(|| LaunchError::NoSubnet {
+                    network: internal.clone(),
+                    found: subnets.clone(),
+                })?;
+            progress(&format!(
+                "pipelock: SSRF allowlist {cidr} (network {internal})"
+            ));
+            materials.internal_cidr = Some(cidr);
+        }
+        for c in self.plan.containers.clone() {
+            self.start_container(&c, &materials, secrets, progress)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn start_container(
+        &mut self,
+        c: &ContainerPlan,
+        materials: &Materials,
+        secrets: &BTreeMap<String, String>,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), LaunchError> {
+        let step = |what: &str| format!("{what} {} ({})", c.component, c.name);
+        let docker = |what: &'static str| {
+            let step = step(what);
+            move |source| LaunchError::Docker { step, source }
+        };
+        progress(&format!(
+            "{}: creating {} from {}",
+            c.component, c.name, c.image
+        ));
+        let secret_env: Vec<(String, String)> = c
+            .secret_env
+            .iter()
+            .filter_map(|s| {
+                secrets
+                    .get(&s.token_ref)
+                    .map(|v| (s.name.clone(), v.clone()))
+            })
+            .collect();
+        if self.cancel_requested() {
+            return Err(LaunchError::Interrupted);
+        }
+        self.containers.push(c.name.clone());
+        self.engine
+            .create_container(c, &secret_env)
+            .await
+            .map_err(docker("creating"))?;
+        let mut files: Vec<FileEntry> = Vec::with_capacity(c.files.len());
+        for f in &c.files {
+            let contents = materials.contents(&f.source, &c.name).map_err(|e| *e)?;
+            files.push(FileEntry {
+                path: f.path.clone(),
+                mode: f.mode,
+                uid: f.uid,
+                gid: f.uid,
+                contents,
+            });
+        }
+        if !files.is_empty() {
+            let tar = archive::build(&files).map_err(|source| LaunchError::Archive {
+                container: c.name.clone(),
+                source,
+            })?;
+            self.engine
+                .upload(&c.name, tar)
+                .await
+                .map_err(docker("copying files into"))?;
+        }
+        self.engine
+            .start(&c.name)
+            .await
+            .map_err(docker("starting"))?;
+        if let Some(check) = &c.health {
+            progress(&format!("{}: waiting until ready", c.component));
+            let ready = self
+                .engine
+                .wait_ready(&c.name, &c.user, check, READY_TIMEOUT);
+            match self.cancel.clone() {
+                // Dropping the readiness poll is safe: the container exists
+                // and is recorded for the teardown.
+                Some(mut cancel) => tokio::select! {
+                    r = ready => r.map_err(docker("waiting for"))?,
+                    () = cancelled(&mut cancel) => return Err(LaunchError::Interrupted),
+                },
+                None => ready.await.map_err(docker("waiting for"))?,
+            }
+        }
+        if c.component == Component::Agent {
+            // The CA goes into the trust store before anything else runs.
+            let out = self
+                .engine
+                .exec(&c.name, "0:0", &["update-ca-certificates".to_owned()])
+                .await
+                .map_err(docker("installing the CA in"))?;
+            if out.code != Some(0) {
+                return Err(LaunchError::TrustStore {
+                    container: c.name.clone(),
+                    code: out.code,
+                    output: out.output,
+                });
+            }
+        }
+        progress(&format!("{}: ready", c.component));
+        Ok(())
+    }
+
+    /// Runs `cmd` in the agent as the agent user and returns its output
+    /// and exit code.
+    pub async fn exec_in_agent(&self, cmd: &[String]) -> Result<ExecOutput, LaunchError> {
+        let agent = self
+            .plan
+            .container(Component::Agent)
+            .map(|c| c.user.clone())
+            .unwrap_or_default();
+        self.engine
+            .exec(&self.agent_container(), &agent, cmd)
+            .await
+            .map_err(|source| LaunchError::Docker {
+                step: "running the command in the agent".into(),
+                source,
+            })
+    }
+
+    /// Runs `cmd` in the agent as the agent user, streaming its output to
+    /// `out` (`true` for stderr); returns the exit code.
+    pub async fn exec_in_agent_streaming(
+        &self,
+        cmd: &[String],
+        out: &mut (dyn FnMut(bool, &[u8]) + Send),
+    ) -> Result<Option<i64>, LaunchError> {
+        let agent = self
+            .plan
+            .container(Component::Agent)
+            .map(|c| c.user.clone())
+            .unwrap_or_default();
+        self.engine
+            .exec_streaming(&self.agent_container(), &agent, cmd, out)
+            .await
+            .map_err(|source| LaunchError::Docker {
+                step: "running the command in the agent".into(),
+                source,
+            })
+    }
+
+    /// Removes every object of this bottle in reverse creation order, then
+    /// the state directory unless preserved. Never stops half-way: each
+    /// failure is reported through `progress` and the rest still runs.
+    pub async fn teardown(mut self, progress: &mut (dyn FnMut(&str) + Send)) {
+        while let Some(name) = self.containers.pop() {
+            if let Err(e) = self.engine.remove_container(&name).await {
+                progress(&format!("teardown: {e}"));
+            }
+        }
+        while let Some(name) = self.networks.pop() {
+            if let Err(e) = self.engine.remove_network(&name).await {
+                progress(&format!("teardown: {e}"));
+            }
+        }
+        if self.state_created {
+            match self.state.remove_unless_preserved() {
+                Ok(true) => {}
+                Ok(false) => progress(&format!(
+                    "state kept (preserved): {}",
+                    self.state.dir().display()
+                )),
+                Err(e) => progress(&format!("teardown: {e}")),
+            }
+        }
+        progress(&format!("bottle {} removed", self.plan.identity));
+    }
+}
+
+/// Removes every container and network labelled with `identity`
+/// (`launcher stop`, and `cleanup` per orphaned bottle). Returns the names
+/// removed.
+pub async fn remove_by_identity(
+    engine: &Engine,
+    identity: &str,
+) -> Result<Vec<String>, DockerError> {
+    let labels = [(LABEL_MANAGED, "true"), (LABEL_IDENTITY, identity)];
+    let mut removed = Vec::new();
+    // Agent first, then sidecars, mirroring teardown order.
+    let mut containers = engine.containers_with_labels(&labels).await?;
+    containers.sort_by_key(|c| {
+        let comp = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::identity::LABEL_COMPONENT))
+            .and_then(|s| Component::parse(s).ok());
+        std::cmp::Reverse(comp)
+    });
+    for c in containers {
+        let name = c
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .or(c.id.clone())
+            .unwrap_or_default();
+        engine.remove_container(&name).await?;
+        removed.push(name);
+    }
+    for n in engine.networks_with_labels(&labels).await? {
+        if let Some(name) = n.name {
+            engine.remove_network(&name).await?;
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}
+
+/// A bottle found on the engine by label (for `list` and `cleanup`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Found {
+    /// The identity.
+    pub identity: String,
+    /// The agent.
+    pub agent: String,
+    /// Containers and their state (`running`, `exited`, …).
+    pub containers: BTreeMap<String, String>,
+    /// The pid of the launcher that started it, if labelled.
+    pub launcher_pid: Option<u32>,
+}
+
+impl Found {
+    /// Whether the launcher that started this bottle is gone (same host:
+    /// no process with that pid), i.e. nothing will tear it down.
+    pub fn is_orphan(&self) -> bool {
+        match self.launcher_pid {
+            Some(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            None => true,
+        }
+    }
+}
+
+/// Every bottle with a container on the engine, by identity.
+pub async fn find_bottles(engine: &Engine) -> Result<Vec<Found>, DockerError> {
+    let mut out: BTreeMap<String, Found> = BTreeMap::new();
+    for c in engine
+        .containers_with_labels(&[(LABEL_MANAGED, "true")])
+        .await?
+    {
+        let labels = c.labels.clone().unwrap_or_default();
+        let Some(identity) = labels.get(LABEL_IDENTITY).cloned() else {
+            continue;
+        };
+        let entry = out.entry(identity.clone()).or_insert_with(|| Found {
+            identity,
+            agent: labels
+                .get(crate::identity::LABEL_AGENT)
+                .cloned()
+                .unwrap_or_default(),
+            containers: BTreeMap::new(),
+            launcher_pid: labels.get(LABEL_LAUNCHER_PID).and_then(|p| p.parse().ok()),
+        });
+        let name = c
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .unwrap_or_default();
+        let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+        entry.containers.insert(name, state);
+    }
+    Ok(out.into_values().collect())
+}

@@ -1,0 +1,91 @@
+//! `launcher`: the operator's command line for claude-bottle.
+//!
+//! Is: argument parsing and one module per command; each command loads what
+//! it needs through the `launcher` library and prints for humans (or JSON
+//! with `--format json`).
+//!
+//! Is not: where bottles are planned or Docker is driven; that lives in the
+//! library so it can be unit-tested.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod approvals_cmd;
+mod bottles;
+mod build_images;
+mod resume_cmd;
+mod start;
+mod validate;
+
+/// Run Claude Code in a bottle whose only exits are sidecars you control.
+#[derive(Debug, Parser)]
+#[command(name = "launcher", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a manifest: print every problem (exit 1) or a summary per agent.
+    Validate(validate::ValidateArgs),
+    /// Start a bottle for an agent (preflight, then run until Ctrl-C/SIGTERM).
+    Start(start::StartArgs),
+    /// Start a bottle, run one command in the agent, tear down, exit with its status.
+    Run(start::RunArgs),
+    /// List bottles on this Docker engine.
+    List(bottles::ListArgs),
+    /// Stop a bottle: remove its containers, networks and state.
+    Stop(bottles::StopArgs),
+    /// Show the logs of one container of a bottle.
+    Logs(bottles::LogsArgs),
+    /// Remove orphaned bottles, stray networks and stale state.
+    Cleanup(bottles::CleanupArgs),
+    /// Prepare images (base, sidecars, agent).
+    #[command(subcommand)]
+    Images(build_images::ImagesCommand),
+    /// List pending proposals (egress-block, capability-block) across bottles.
+    Proposals(approvals_cmd::ProposalsArgs),
+    /// Approve a proposal; an egress route is live before the agent hears.
+    Approve(approvals_cmd::ApproveArgs),
+    /// Reject a proposal; the note reaches the agent.
+    Reject(approvals_cmd::RejectArgs),
+    /// Show a bottle's live routes (`routes ID`) or edit them (`routes edit ID`).
+    Routes(approvals_cmd::RoutesArgs),
+    /// Terminal UI: bottles, pending proposals with a diff preview, decide, timeline.
+    Dashboard(approvals_cmd::DashboardArgs),
+    /// Rebuild and restart a bottle after a capability approval, transcripts restored.
+    Resume(resume_cmd::ResumeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Validate(args) => validate::run(args).map(|o| match o {
+            validate::Outcome::Valid => ExitCode::SUCCESS,
+            validate::Outcome::Invalid => ExitCode::from(1),
+        }),
+        Command::Start(args) => start::start(args),
+        Command::Run(args) => start::run(args),
+        Command::List(args) => bottles::list(args).map(|()| ExitCode::SUCCESS),
+        Command::Stop(args) => bottles::stop(args).map(|()| ExitCode::SUCCESS),
+        Command::Logs(args) => bottles::logs(args).map(|()| ExitCode::SUCCESS),
+        Command::Cleanup(args) => bottles::cleanup(args).map(|()| ExitCode::SUCCESS),
+        Command::Images(cmd) => build_images::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Proposals(args) => approvals_cmd::proposals(args).map(|()| ExitCode::SUCCESS),
+        Command::Approve(args) => approvals_cmd::approve(args).map(|()| ExitCode::SUCCESS),
+        Command::Reject(args) => approvals_cmd::reject(args).map(|()| ExitCode::SUCCESS),
+        Command::Routes(args) => approvals_cmd::routes(args).map(|()| ExitCode::SUCCESS),
+        Command::Dashboard(args) => approvals_cmd::dashboard(args).map(|()| ExitCode::SUCCESS),
+        Command::Resume(args) => resume_cmd::resume(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! What `launcher resume` needs to start a bottle again the way `launcher
+//! start` started it: the launch options recorded at start
+//! ([`crate::state::LaunchRecord`], `launch.json` in the state directory)
+//! combined with the flags given to `resume`, and the [`PlanOptions`] of the
+//! resumed bottle.
+//!
+//! Is: pure functions (no Docker, no environment), so the parity between
+//! start and resume is unit-tested.
+//!
+//! Is not: the rebuild or the launch (the `resume` command does those), or
+//! a place for secrets: token values are read from the operator's
+//! environment at every launch and never recorded.
+
+use std::path::PathBuf;
+
+use crate::identity::Identity;
+use crate::images::ImageSet;
+use crate::lifecycle::LABEL_LAUNCHER_PID;
+use crate::plan::PlanOptions;
+use crate::plan::SkillFile;
+use crate::state::{BottleState, LaunchRecord, Metadata};
+
+/// The flags given to `launcher resume` that can override the record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResumeFlags {
+    /// `--manifest`.
+    pub manifest: Option<PathBuf>,
+    /// `--bin-dir`.
+    pub bin_dir: Option<PathBuf>,
+    /// `--offline` (can only turn offline on).
+    pub offline: bool,
+    /// `--label K=V` (a key given here wins over the recorded one).
+    pub labels: Vec<(String, String)>,
+}
+
+/// The launch options of a resume: each flag given wins over what was
+/// recorded at start; without a record (a bottle started by an older
+/// launcher, or in-process), the flags alone.
+pub fn effective(record: Option<&LaunchRecord>, flags: &ResumeFlags) -> LaunchRecord {
+    let mut out = record.cloned().unwrap_or_default();
+    if let Some(m) = &flags.manifest {
+        out.manifest = Some(m.clone());
+    }
+    if let Some(b) = &flags.bin_dir {
+        out.bin_dir = Some(b.clone());
+    }
+    out.offline |= flags.offline;
+    for (k, v) in &flags.labels {
+        out.labels.insert(k.clone(), v.clone());
+    }
+    out
+}
+
+/// The plan options of the resumed bottle: the same identity, workspace
+/// and queue, the recorded labels and upstream CA, the images built for
+/// the resume (`images`, with the agent's tag replaced), and this process
+/// as the launcher to signal.
+pub fn plan_options(
+    identity: &Identity,
+    meta: &Metadata,
+    launch: &LaunchRecord,
+    state: &BottleState,
+    images: &ImageSet,
+    skills: Vec<SkillFile>,
+    launcher_pid: u32,
+) -> PlanOptions {
+    let mut extra_labels = launch.labels.clone();
+    extra_labels.insert(LABEL_LAUNCHER_PID.to_owned(), launcher_pid.to_string());
+    PlanOptions {
+        identity: identity.clone(),
+        cwd: meta.cwd.clone(),
+        queue_dir: state.queue_dir(),
+        images: images.tags.clone(),
+        unavailable: images.unavailable.clone(),
+        extra_labels,
+        skills,
+        upstream_ca: launch.upstream_ca.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

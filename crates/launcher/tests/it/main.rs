@@ -1,0 +1,3 @@
+//! Integration tests of the `launcher` binary, run as a process.
+
+mod validate;
