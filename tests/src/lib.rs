@@ -1,0 +1,186 @@
+//! End-to-end tests of whole bottles against a real Docker engine, and the
+//! harness they share.
+//!
+//! Is: the harness (engine probe with a printed skip, run-id labels and
+//! removal by label before and after each test, daemon binaries and images
+//! prepared once, a fake upstream container with a test CA) used by the
+//! tests in `tests/tests/e2e/`.
+//!
+//! Is not: a test of any single daemon (each crate has its own integration
+//! tests on 127.0.0.1). Every object a test creates is labelled with its run
+//! id; probes are sent only to the test's own containers.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use launcher::docker::Engine;
+use launcher::images::{AgentImage, ImageOptions, ImageSet};
+
+/// Set to `1` to make a missing Docker engine a failure instead of a skip.
+pub const REQUIRE_DOCKER_ENV: &str = "CLAUDE_BOTTLE_REQUIRE_DOCKER";
+/// Label carrying a test's run id on every object it creates.
+pub const LABEL_TEST_RUN: &str = "dev.claude-bottle.test-run";
+
+/// Connects to Docker, or prints why the test is skipped and returns
+/// `None`. With `CLAUDE_BOTTLE_REQUIRE_DOCKER=1`, a missing engine panics.
+pub async fn engine_or_skip(test: &str) -> Option<Engine> {
+    match Engine::connect().await {
+        Ok(e) => Some(e),
+        Err(err) => {
+            if std::env::var(REQUIRE_DOCKER_ENV).as_deref() == Ok("1") {
+                panic!("{test}: {REQUIRE_DOCKER_ENV}=1 but no Docker engine answers: {err}");
+            }
+            eprintln!(
+                "SKIP {test}: no Docker engine answers ({err}); set {REQUIRE_DOCKER_ENV}=1 to make this a failure"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh run id (12 lowercase hex digits).
+pub fn run_id() -> String {
+    let mut b = [0u8; 6];
+    getrandom::fill(&mut b).expect("randomness");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Labels for objects a test creates outside the launcher.
+pub fn run_labels(run: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(LABEL_TEST_RUN.to_owned(), run.to_owned())])
+}
+
+/// Removes every container, then every network, labelled with `run`.
+pub async fn purge(engine: &Engine, run: &str) {
+    let label = [(LABEL_TEST_RUN, run)];
+    if let Ok(cs) = engine.containers_with_labels(&label).await {
+        for c in cs {
+            if let Some(id) = c.id {
+                let _ = engine.remove_container(&id).await;
+            }
+        }
+    }
+    if let Ok(ns) = engine.networks_with_labels(&label).await {
+        for n in ns {
+            if let Some(name) = n.name {
+                let _ = engine.remove_network(&name).await;
+            }
+        }
+    }
+}
+
+/// Names of the containers and networks labelled with `run`.
+pub async fn leftovers(engine: &Engine, run: &str) -> Vec<String> {
+    labelled(engine, LABEL_TEST_RUN, run).await
+}
+
+/// Names of the containers and networks carrying label `key=value`.
+pub async fn labelled(engine: &Engine, key: &str, value: &str) -> Vec<String> {
+    let label = [(key, value)];
+    let mut out: Vec<String> = engine
+        .containers_with_labels(&label)
+        .await
+        .expect("list containers")
+        .into_iter()
+        .flat_map(|c| c.names.unwrap_or_default())
+        .collect();
+    out.extend(
+        engine
+            .networks_with_labels(&label)
+            .await
+            .expect("list networks")
+            .into_iter()
+            .filter_map(|n| n.name),
+    );
+    out
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from)
+}
+
+/// A cross-process lock (an atomic `mkdir`), so parallel test processes
+/// prepare binaries and images once. Stale after 20 minutes.
+struct DirLock(PathBuf);
+
+impl DirLock {
+    fn acquire(path: PathBuf) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(30 * 60);
+        loop {
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Self(path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let stale = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > Duration::from_secs(20 * 60));
+                    if stale {
+                        let _ = std::fs::remove_dir(&path);
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "waited 30 min for {}",
+                        path.display()
+                    );
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err(e) => panic!("creating lock {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Directory of the debug binaries ([`prepare_images`] builds them).
+pub fn bin_dir() -> PathBuf {
+    target_dir().join("debug")
+}
+
+/// Builds the daemon and launcher binaries (debug profile) and every image, once per
+/// machine state (content-hash cached), under a cross-process lock.
+pub async fn prepare_images(engine: &Engine) -> ImageSet {
+    let target = target_dir();
+    std::fs::create_dir_all(&target).expect("target dir");
+    let _lock = DirLock::acquire(target.join("claude-bottle-e2e-images.lock"));
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "-p",
+                "egress-proxy",
+                "-p",
+                "supervise",
+                "-p",
+                "git-gate",
+            ])
+            .current_dir(workspace())
+            .status()
+            .expect("running cargo build for the daemon binaries");
+    assert!(
+        status.success(),
+        "cargo build of the daemons failed: {status}"
+    );
+    let opts = ImageOptions {
+        bin_dir: bin_dir(),
+        offline: false,
+        mirror: None,
+        apt_root: PathBuf::from("/"),
+    };
+    let mut progress = |line: &str| eprintln!("images: {line}");
+    launcher::images::ensure(engine, &opts, &AgentImage::Default, &mut progress)
+        .await
+        .expect("preparing images")
+}
