@@ -14,8 +14,9 @@ fn domain() -> impl Strategy<Value = String> {
 /// valid punycode, and IDNA rightly rejects such a label before any
 /// matching happens (`unglued_punycode_is_rejected` below covers that).
 fn glue() -> impl Strategy<Value = String> {
-    "[a-z0-9]([a-z0-9-]{0,4}[a-z0-9])?"
-        .prop_filter("hyphens in the third and fourth place", |g| g.get(2..4) != Some("--"))
+    "[a-z0-9]([a-z0-9-]{0,4}[a-z0-9])?".prop_filter("hyphens in the third and fourth place", |g| {
+        g.get(2..4) != Some("--")
+    })
 }
 
 /// Randomly upper-cases ASCII letters.
@@ -97,8 +98,15 @@ fn unclosed_brackets_are_errors_not_panics() {
 /// request host must be refused outright, never matched.
 #[test]
 fn unglued_punycode_is_rejected() {
-    for bad in ["xn--mmblrr51.kdx9", "gz4hz1.xn--mgblrr51.kdx9", "xn--.example.com"] {
+    for bad in [
+        "xn--mmblrr51.kdx9",
+        "gz4hz1.xn--mgblrr51.kdx9",
+        "xn--.example.com",
+    ] {
         assert!(RequestHost::parse(bad).is_err(), "{bad} parsed");
-        assert!(HostPattern::parse(bad, IpLiterals::Reject).is_err(), "{bad} parsed as a pattern");
+        assert!(
+            HostPattern::parse(bad, IpLiterals::Reject).is_err(),
+            "{bad} parsed as a pattern"
+        );
     }
 }
