@@ -11,6 +11,7 @@ use rustls_pki_types::pem::PemObject;
 
 use crate::allowlist::{Allowlist, LoadError};
 use crate::ca::{CaError, CertAuthority};
+use crate::dlp::{Dlp, DlpError, DlpSettings};
 use crate::env::Env;
 use crate::resolve::Resolver;
 use crate::upstream::{ProxyUrlError, UpstreamProxy};
@@ -64,6 +65,8 @@ pub struct Settings {
     /// binary; tests turn it off to stay hermetic).
     pub system_roots: bool,
     pub limits: Limits,
+    /// Secret scanning of outgoing requests (off unless asked for).
+    pub dlp: DlpSettings,
 }
 
 /// Why the configuration could not be loaded.
@@ -73,6 +76,8 @@ pub enum ConfigError {
     Routes(#[from] LoadError),
     #[error("{0}")]
     Ca(#[from] CaError),
+    #[error("{0}")]
+    Dlp(#[from] DlpError),
     #[error("{file}: cannot read upstream CA file: {source}")]
     UpstreamCaRead {
         file: String,
@@ -109,6 +114,7 @@ pub struct Config {
     pub upstream_proxy: Option<UpstreamProxy>,
     pub resolver: Arc<dyn Resolver>,
     pub limits: Limits,
+    pub dlp: Arc<Dlp>,
 }
 
 impl Config {
@@ -127,6 +133,7 @@ impl Config {
         }
         let allowlist = Arc::new(Allowlist::load(&settings.routes, env)?);
         let ca = CertAuthority::load(&settings.ca_cert, &settings.ca_key)?;
+        let dlp = Arc::new(Dlp::load(&settings.dlp)?);
         let extra = match &settings.upstream_ca {
             Some(p) => read_ca_bundle(p)?,
             None => Vec::new(),
@@ -159,6 +166,7 @@ impl Config {
             upstream_proxy,
             resolver,
             limits: settings.limits.clone(),
+            dlp,
         })
     }
 }

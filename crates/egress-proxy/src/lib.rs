@@ -5,7 +5,9 @@
 //! bottle's CA, decides each request against the routes file (universal
 //! git-push block → host → normalised path → credential injection), streams
 //! allowed requests to the upstream (direct or through a parent proxy) and
-//! answers everything else with a readable 403/400/502. It hot-reloads the
+//! answers everything else with a readable 403/400/502. With DLP on, the
+//! URL, headers and body of each request are scanned for secrets as they
+//! stream out (see [`dlp`]). It hot-reloads the
 //! routes file on demand and answers introspection on `_egress.local`.
 //!
 //! Is not: a config reader or a signal handler — `main.rs` parses flags,
@@ -19,6 +21,7 @@ pub mod allowlist;
 pub mod ca;
 pub mod config;
 pub mod decision;
+pub mod dlp;
 pub mod env;
 pub mod proxy;
 pub mod resolve;
@@ -29,6 +32,7 @@ pub use allowlist::{Allowlist, LoadError, LoadedTable};
 pub use ca::{CaError, CertAuthority};
 pub use config::{Config, ConfigError, Limits, Settings, parse_duration};
 pub use decision::{DECISION_HEADER, MAGIC_HOST};
+pub use dlp::{Dlp, DlpAction, DlpError, DlpHit, DlpSettings};
 pub use env::{Env, MapEnv, ProcessEnv, Secret};
 pub use proxy::{Proxy, run};
 pub use resolve::{Resolver, StaticResolver, SystemResolver};

@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use egress_proxy::{Config, Limits, ProcessEnv, Proxy, Settings, SystemResolver, parse_duration};
+use egress_proxy::{
+    Config, DlpAction, DlpSettings, Limits, ProcessEnv, Proxy, Settings, SystemResolver,
+    parse_duration,
+};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -32,6 +35,11 @@ enum LogFormat {
 /// route names). Refusals are readable 403 answers with an
 /// `x-egress-decision` header. GET http://_egress.local/allowlist and
 /// /status answer introspection.
+///
+/// With --dlp-action warn or block, the URL, headers and body of every
+/// request to a non-exempt host are scanned for secrets (the git-gate
+/// scanner's rules) as they stream out; block answers 403 before the
+/// secret leaves.
 ///
 /// Signals: SIGHUP re-reads the routes file (an invalid file keeps the old
 /// table; /status shows the error); SIGTERM/SIGINT stop accepting, let open
@@ -91,6 +99,29 @@ struct Args {
     /// overhead per request), 0 uses one per CPU core.
     #[arg(long, env = "EGRESS_WORKER_THREADS", default_value_t = 0)]
     worker_threads: usize,
+    /// Data-loss prevention on outgoing requests: off, warn (log each
+    /// finding, forward) or block (403 before the secret leaves).
+    #[arg(
+        long,
+        env = "EGRESS_DLP_ACTION",
+        default_value = "off",
+        value_name = "ACTION"
+    )]
+    dlp_action: DlpAction,
+    /// gitleaks-format TOML rules for DLP instead of the built-in set
+    /// (`[extend] useDefault = true` keeps the built-in rules too).
+    #[arg(long, env = "EGRESS_DLP_RULES", value_name = "FILE")]
+    dlp_rules: Option<PathBuf>,
+    /// A host never scanned, e.g. the LLM API whose bodies are conversation
+    /// text (repeatable; `*.example.com` covers the apex and subdomains).
+    /// The environment variable takes a comma-separated list.
+    #[arg(
+        long = "dlp-exempt-host",
+        env = "EGRESS_DLP_EXEMPT_HOSTS",
+        value_name = "HOST",
+        value_delimiter = ','
+    )]
+    dlp_exempt_hosts: Vec<String>,
     /// Resolve NAME to IP instead of asking DNS (repeatable; like curl
     /// --resolve). The environment variable takes a comma-separated list.
     #[arg(
@@ -169,6 +200,11 @@ fn real_main(args: Args) -> anyhow::Result<()> {
             connect_timeout: args.connect_timeout,
             response_timeout: args.response_timeout,
         },
+        dlp: DlpSettings {
+            action: args.dlp_action,
+            rules: args.dlp_rules.clone(),
+            exempt: args.dlp_exempt_hosts.clone(),
+        },
     };
     let resolver = Arc::new(SystemResolver::with_overrides(parse_resolve(
         &args.resolve,
@@ -200,6 +236,7 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         upstream_proxy = ?config.upstream_proxy.as_ref().map(ToString::to_string),
         "routes loaded"
     );
+    tracing::info!(dlp = %config.dlp.status_json(), "data-loss prevention");
     for name in table.missing_tokens() {
         tracing::warn!(token_env = %name, "token variable is unset; requests on its routes will be refused with 502");
     }

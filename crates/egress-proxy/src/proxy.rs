@@ -9,8 +9,8 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -35,6 +35,7 @@ use crate::allowlist::Allowlist;
 use crate::ca::CertAuthority;
 use crate::config::{Config, Limits};
 use crate::decision::{DECISION_HEADER, Decision, MAGIC_HOST, Magic, Refusal, Target, decide};
+use crate::dlp::{Dlp, DlpAction, DlpBody, DlpHit, Place};
 use crate::stream::{IdleTimeout, Prefixed};
 use crate::upstream::{ConnectError, Connector, split_host_port};
 
@@ -49,6 +50,7 @@ pub struct Proxy {
     ca: CertAuthority,
     client: Client<Connector, ProxyBody>,
     limits: Limits,
+    dlp: Arc<Dlp>,
 }
 
 impl Proxy {
@@ -71,6 +73,7 @@ impl Proxy {
             ca: cfg.ca,
             client,
             limits: cfg.limits,
+            dlp: cfg.dlp,
         })
     }
 
@@ -623,27 +626,58 @@ async fn forward(
     let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     sanitize_request(&mut parts.headers, wants_upgrade);
+    if let Some((name, _)) = &inject {
+        // The client's value of the injected header never leaves.
+        parts.headers.remove(name);
+    }
+    // Log what goes upstream: the normalised path, never the query.
+    fields.path = path_and_query.split('?').next().unwrap_or("/");
+
+    let dlp = &ctx.proxy.dlp;
+    let scanned = dlp.covers(&origin.request_host);
+    if scanned && let Some(hit) = dlp.scan_head(&path_and_query, &parts.headers) {
+        if hit.place == Place::Url {
+            // The path itself carries the secret: keep it out of the logs.
+            fields.path = REDACTED_PATH;
+        }
+        hit.log(dlp.action(), fields.host, fields.path);
+        if dlp.action() == DlpAction::Block {
+            let body = dlp_message(&method, &origin, &raw_path, &hit);
+            fields.route = Some(&route);
+            fields.decision = "deny";
+            fields.reason = Some("dlp-blocked");
+            fields.status = 403;
+            fields.bytes_out = body.len() as u64;
+            log_line(&fields);
+            return text(StatusCode::FORBIDDEN, "deny", body);
+        }
+    }
     if let Ok(h) = HeaderValue::from_str(&origin.authority()) {
         parts.headers.insert(header::HOST, h);
     }
     if let Some((name, value)) = inject {
-        parts.headers.remove(&name);
         parts.headers.insert(name, value);
     }
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
 
-    // Log what goes upstream: the normalised path, never the query.
-    fields.path = path_and_query.split('?').next().unwrap_or("/");
     let log = Arc::new(LogGuard::new(&fields, route));
+    let blocked: Arc<OnceLock<DlpHit>> = Arc::new(OnceLock::new());
+    let body: ProxyBody = if scanned {
+        DlpBody::new(
+            body.map_err(BoxError::from),
+            dlp.clone(),
+            blocked.clone(),
+            log.host.clone(),
+            log.path.clone(),
+        )
+        .boxed()
+    } else {
+        body.map_err(BoxError::from).boxed()
+    };
     let upstream_req = Request::from_parts(
         parts,
-        Counted::new(
-            body.map_err(BoxError::from),
-            log.bytes_in.clone(),
-            Some(log.clone()),
-        )
-        .boxed(),
+        Counted::new(body, log.bytes_in.clone(), Some(log.clone())).boxed(),
     );
     drop(table);
     let limit = ctx.proxy.limits.response_timeout;
@@ -651,6 +685,14 @@ async fn forward(
     let mut resp = match answer {
         Ok(Ok(r)) => r,
         failed => {
+            if let Some(hit) = blocked.get() {
+                // The body stopped itself on a finding; nothing of the
+                // secret reached the upstream.
+                let body = dlp_message(&method, &origin, &raw_path, hit);
+                log.finish("deny", Some("dlp-blocked"), 403);
+                log.bytes_out.store(body.len() as u64, Ordering::Relaxed);
+                return text(StatusCode::FORBIDDEN, "deny", body);
+            }
             let reason = match failed {
                 Ok(Err(e)) => upstream_reason(&e),
                 _ => format!(
@@ -717,10 +759,34 @@ async fn forward(
     Response::from_parts(parts, body)
 }
 
+/// Logged instead of a path that carries a secret.
+const REDACTED_PATH: &str = "<redacted: DLP finding in the URL>";
+
+/// The 403 body for a request DLP stopped. Names the rule and where the
+/// finding is, with the scanner's masked excerpt; never the secret.
+fn dlp_message(method: &Method, origin: &Origin, raw_path: &str, hit: &DlpHit) -> String {
+    let shown = if hit.place == Place::Url {
+        "(path withheld)"
+    } else {
+        raw_path
+    };
+    format!(
+        "egress-proxy: refused {method} {}://{}{shown}\nreason: it carries what looks like a secret: {}: {}\ndata-loss prevention (dlp_action: block) stopped the request before the secret left the bottle\nremedy: do not send credentials or keys to this host; if this is a false positive, tell the operator (who can exempt the content with a rule allowlist or set bottle.egress.dlp_action: warn)\n",
+        origin.scheme,
+        origin.authority(),
+        hit.summary(),
+        hit.excerpt
+    )
+}
+
 fn magic(proxy: &Proxy, m: Magic) -> (StatusCode, String) {
     match m {
         Magic::Allowlist => (StatusCode::OK, proxy.allowlist.current().table().introspection().to_string()),
-        Magic::Status => (StatusCode::OK, proxy.allowlist.status_json().to_string()),
+        Magic::Status => {
+            let mut status = proxy.allowlist.status_json();
+            status["dlp"] = proxy.dlp.status_json();
+            (StatusCode::OK, status.to_string())
+        }
         Magic::NotFound => (
             StatusCode::NOT_FOUND,
             serde_json::json!({"error": "unknown endpoint; the proxy answers GET /allowlist and GET /status"}).to_string(),

@@ -474,7 +474,10 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
                     "/etc/egress-proxy/ca.key".into(),
                     "--log-format".into(),
                     "json".into(),
-                ],
+                ]
+                .into_iter()
+                .chain(egress_dlp_args(bottle))
+                .collect(),
                 workdir: None,
                 networks: vec![on_internal("egress"), on_egress()],
                 env: BTreeMap::new(),
@@ -715,6 +718,24 @@ fn pipelock_container(
         ]),
         labels,
     })
+}
+
+/// egress-proxy's DLP flags: the manifest's `dlp_action`, with the LLM API
+/// hosts exempt. With pipelock on, pipelock scans (with its own LLM
+/// passthrough) and egress-proxy does not scan twice.
+fn egress_dlp_args(bottle: &manifest::Bottle) -> Vec<String> {
+    if bottle.pipelock() {
+        return vec!["--dlp-action".into(), "off".into()];
+    }
+    let mut args = vec![
+        "--dlp-action".into(),
+        bottle.egress().dlp_action().as_str().to_owned(),
+    ];
+    for h in bottle.dlp_exempt_hosts() {
+        args.push("--dlp-exempt-host".into());
+        args.push(h.to_string());
+    }
+    args
 }
 
 fn sidecar_file(path: &str, mode: u32, source: FileSource) -> PlannedFile {

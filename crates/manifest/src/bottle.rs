@@ -272,6 +272,20 @@ impl Bottle {
         &self.remotes
     }
 
+    /// Hosts egress-proxy does not scan for secrets: their request bodies
+    /// are conversation text (prompts, and the files the agent reads), which
+    /// would trip the rules all day. Claude Code's default hosts and the
+    /// host of every route that carries a role, deduplicated, in order.
+    pub fn dlp_exempt_hosts(&self) -> Vec<HostPattern> {
+        let mut out = effective::claude_code_default_hosts();
+        for r in self.egress.routes.iter().filter(|r| !r.roles().is_empty()) {
+            if !out.contains(r.host()) {
+                out.push(r.host().clone());
+            }
+        }
+        out
+    }
+
     /// Variables the agent container gets because of route roles (see
     /// [`effective::agent_env`]). Names and values are never secret.
     pub fn agent_env(&self) -> Vec<AgentEnvVar> {

@@ -34,6 +34,7 @@ fn header_limit_below_hyper_minimum_is_refused() {
             max_header_bytes: 100,
             ..Limits::default()
         },
+        dlp: crate::dlp::DlpSettings::default(),
     };
     let e = Config::load(
         &settings,

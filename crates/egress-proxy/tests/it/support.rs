@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use egress_proxy::{Config, Limits, MapEnv, Proxy, Settings, StaticResolver};
+use egress_proxy::{Config, DlpSettings, Limits, MapEnv, Proxy, Settings, StaticResolver};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -118,7 +118,20 @@ impl TestCa {
 pub struct UpstreamState {
     pub requests: AtomicUsize,
     pub sse_release: Notify,
+    /// Per `/collect/<name>` path: every body byte received (even from an
+    /// aborted request) and whether the body ended cleanly.
+    pub collected: std::sync::Mutex<std::collections::HashMap<String, Collected>>,
     pub git_root: std::sync::Mutex<Option<PathBuf>>,
+}
+
+/// What `/collect/<name>` received.
+#[derive(Default, Clone, Debug)]
+pub struct Collected {
+    pub bytes: Vec<u8>,
+    /// The body ended cleanly (not cut off by an aborted connection).
+    pub complete: bool,
+    /// The handler is done reading (cleanly or not).
+    pub done: bool,
 }
 
 /// A local upstream: TLS on `tls_addr`, plain HTTP on `plain_addr`.
@@ -265,6 +278,32 @@ async fn upstream_handler(
         resp.headers_mut()
             .insert("content-length", total.to_string().parse().unwrap());
         return resp;
+    }
+    if path.starts_with("/collect/") {
+        let mut body = req.into_body();
+        let mut n: u64 = 0;
+        loop {
+            match body.frame().await {
+                Some(Ok(f)) => {
+                    if let Some(d) = f.data_ref() {
+                        n += d.len() as u64;
+                        let mut c = state.collected.lock().unwrap();
+                        c.entry(path.clone())
+                            .or_default()
+                            .bytes
+                            .extend_from_slice(d);
+                    }
+                }
+                end => {
+                    let mut c = state.collected.lock().unwrap();
+                    let e = c.entry(path.clone()).or_default();
+                    e.complete = end.is_none();
+                    e.done = true;
+                    break;
+                }
+            }
+        }
+        return Response::new(full(format!("received {n}")));
     }
     if path == "/upload" {
         let mut body = req.into_body();
@@ -455,6 +494,7 @@ pub struct ProxyOpts<'a> {
     pub upstream_ca: Option<PathBuf>,
     pub limits: Limits,
     pub routes_file_name: &'a str,
+    pub dlp: DlpSettings,
 }
 
 impl<'a> ProxyOpts<'a> {
@@ -466,6 +506,7 @@ impl<'a> ProxyOpts<'a> {
             upstream_ca: None,
             limits: Limits::default(),
             routes_file_name: "routes.yaml",
+            dlp: DlpSettings::default(),
         }
     }
 }
@@ -523,6 +564,7 @@ impl World {
             upstream_proxy: opts.upstream_proxy,
             system_roots: false,
             limits: opts.limits,
+            dlp: opts.dlp,
         };
         let cfg = Config::load(&settings, Arc::new(MapEnv::new(opts.env)), resolver()).unwrap();
         let proxy = Proxy::new(cfg);

@@ -685,3 +685,46 @@ fn egress_chains_to_pipelock_and_trusts_its_ca_supervise_lists_pipelock_block() 
     assert_eq!(ag.env["HTTPS_PROXY"], "http://egress:9099");
     assert!(!ag.env["NO_PROXY"].contains("pipelock"));
 }
+
+/// The value following `flag` in `cmd`, each time it appears.
+fn flag_values<'a>(cmd: &'a [String], flag: &str) -> Vec<&'a str> {
+    cmd.windows(2)
+        .filter(|w| w[0] == flag)
+        .map(|w| w[1].as_str())
+        .collect()
+}
+
+#[test]
+fn egress_scans_with_the_manifest_dlp_action_and_exempts_the_llm_hosts() {
+    let p = plan("dev");
+    let cmd = &p.container(Component::Egress).expect("egress").cmd;
+    assert_eq!(flag_values(cmd, "--dlp-action"), vec!["block"]);
+    let exempt = flag_values(cmd, "--dlp-exempt-host");
+    assert!(exempt.contains(&"api.anthropic.com"), "{exempt:?}");
+    assert!(exempt.contains(&"claude.ai"), "{exempt:?}");
+    // Routes without a role are scanned.
+    assert!(!exempt.contains(&"api.github.com"), "{exempt:?}");
+    assert!(!exempt.contains(&"pypi.org"), "{exempt:?}");
+    // No duplicates although the role route repeats a default host.
+    let mut unique = exempt.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), exempt.len(), "{exempt:?}");
+
+    let warn = Manifest::parse(
+        "agents:\n  w:\n    bottle:\n      egress:\n        dlp_action: warn\n        routes:\n          - host: llm.example.com\n            auth: { scheme: Bearer, token_ref: T }\n            role: claude_code_oauth\n",
+        "w.yaml",
+    )
+    .expect("parses");
+    let p = build(warn.agent("w").expect("agent"), &opts()).expect("plan");
+    let cmd = &p.container(Component::Egress).expect("egress").cmd;
+    assert_eq!(flag_values(cmd, "--dlp-action"), vec!["warn"]);
+    assert!(flag_values(cmd, "--dlp-exempt-host").contains(&"llm.example.com"));
+}
+
+#[test]
+fn with_pipelock_egress_leaves_dlp_to_pipelock() {
+    let p = build(&agent("piped"), &piped_opts()).expect("plan");
+    let cmd = &p.container(Component::Egress).expect("egress").cmd;
+    assert_eq!(flag_values(cmd, "--dlp-action"), vec!["off"]);
+    assert!(flag_values(cmd, "--dlp-exempt-host").is_empty());
+}

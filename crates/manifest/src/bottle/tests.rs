@@ -481,3 +481,27 @@ fn null_sections_mean_defaults() {
     assert!(b.git().is_empty());
     assert!(b.egress().routes().is_empty());
 }
+
+#[test]
+fn dlp_exempts_the_claude_hosts_and_role_routes_only() {
+    let b = bottle(
+        "egress:\n  allowlist: [pypi.org]\n  routes:\n    - host: \"*.llm.example\"\n      auth: { scheme: Bearer, token_ref: T }\n      role: claude_code_oauth\n    - host: api.github.com\n      auth: { scheme: Bearer, token_ref: G }\n    - host: api.anthropic.com\n",
+    )
+    .unwrap();
+    let exempt: Vec<String> = b
+        .dlp_exempt_hosts()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        exempt,
+        [
+            "api.anthropic.com",
+            "claude.ai",
+            "platform.claude.com",
+            "console.anthropic.com",
+            "*.llm.example"
+        ]
+    );
+    assert_eq!(b.egress().dlp_action().as_str(), "block");
+}
