@@ -12,7 +12,7 @@ use rustls_pki_types::pem::PemObject;
 use crate::allowlist::{Allowlist, LoadError};
 use crate::ca::{CaError, CertAuthority};
 use crate::dlp::{Dlp, DlpError, DlpSettings};
-use crate::env::Env;
+use crate::env::{Env, TokenDir};
 use crate::resolve::Resolver;
 use crate::upstream::{ProxyUrlError, UpstreamProxy};
 
@@ -67,6 +67,9 @@ pub struct Settings {
     pub limits: Limits,
     /// Secret scanning of outgoing requests (off unless asked for).
     pub dlp: DlpSettings,
+    /// A directory of token files (`EGRESS_TOKEN_<n>`) that override the
+    /// environment and are re-read on every reload.
+    pub tokens_dir: Option<PathBuf>,
 }
 
 /// Why the configuration could not be loaded.
@@ -99,6 +102,10 @@ pub enum ConfigError {
         "max header bytes {0} is below hyper's minimum of {MIN_HEADER_BYTES}; pass at least {MIN_HEADER_BYTES}"
     )]
     HeaderBytes(usize),
+    #[error(
+        "{dir}: the token directory is not a readable directory ({reason}); create it or drop --tokens-dir"
+    )]
+    TokensDir { dir: String, reason: String },
     #[error("max connections must be at least 1")]
     MaxConnections,
     #[error("building the upstream TLS configuration: {0}")]
@@ -131,6 +138,17 @@ impl Config {
         if l.max_connections == 0 {
             return Err(ConfigError::MaxConnections);
         }
+        let env: Arc<dyn Env> = match &settings.tokens_dir {
+            Some(dir) => {
+                let bad = |reason: String| ConfigError::TokensDir {
+                    dir: dir.display().to_string(),
+                    reason,
+                };
+                std::fs::read_dir(dir).map_err(|e| bad(e.to_string()))?;
+                Arc::new(TokenDir::new(dir.clone(), env))
+            }
+            None => env,
+        };
         let allowlist = Arc::new(Allowlist::load(&settings.routes, env)?);
         let ca = CertAuthority::load(&settings.ca_cert, &settings.ca_key)?;
         let dlp = Arc::new(Dlp::load(&settings.dlp)?);

@@ -33,7 +33,7 @@ pub use ca::{CaError, CertAuthority};
 pub use config::{Config, ConfigError, Limits, Settings, parse_duration};
 pub use decision::{DECISION_HEADER, MAGIC_HOST};
 pub use dlp::{Dlp, DlpAction, DlpError, DlpHit, DlpSettings};
-pub use env::{Env, MapEnv, ProcessEnv, Secret};
+pub use env::{Env, MapEnv, ProcessEnv, Secret, TokenDir};
 pub use proxy::{Proxy, run};
 pub use resolve::{Resolver, StaticResolver, SystemResolver};
 pub use upstream::UpstreamProxy;

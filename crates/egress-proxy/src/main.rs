@@ -99,6 +99,12 @@ struct Args {
     /// overhead per request), 0 uses one per CPU core.
     #[arg(long, env = "EGRESS_WORKER_THREADS", default_value_t = 0)]
     worker_threads: usize,
+    /// A directory of token files named like the slot variables
+    /// (EGRESS_TOKEN_<n>): a file there overrides the variable and is
+    /// re-read on every SIGHUP, so a credential can be added without a
+    /// restart.
+    #[arg(long, env = "EGRESS_TOKENS_DIR", value_name = "DIR")]
+    tokens_dir: Option<PathBuf>,
     /// Data-loss prevention on outgoing requests: off, warn (log each
     /// finding, forward) or block (403 before the secret leaves).
     #[arg(
@@ -205,6 +211,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
             rules: args.dlp_rules.clone(),
             exempt: args.dlp_exempt_hosts.clone(),
         },
+        tokens_dir: args.tokens_dir.clone(),
     };
     let resolver = Arc::new(SystemResolver::with_overrides(parse_resolve(
         &args.resolve,

@@ -26,6 +26,9 @@ use crate::plan::{EGRESS_PORT, SIDECAR_UID};
 
 /// The routes file inside the egress container (as `plan.rs` starts it).
 pub const EGRESS_ROUTES_PATH: &str = "/etc/egress-proxy/routes.yaml";
+/// The directory egress-proxy reads token files from (`--tokens-dir`;
+/// created by `images/egress-proxy/Dockerfile`, owned by the sidecar user).
+pub const EGRESS_TOKENS_DIR: &str = "/var/lib/egress-proxy/tokens";
 /// How long a reload may take to show in `/status`.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -52,6 +55,9 @@ pub trait EgressControl {
     async fn read_routes(&self) -> Result<String, String>;
     /// Replaces the routes file (readable by the proxy's user).
     async fn write_routes(&self, text: &str) -> Result<(), String>;
+    /// Writes a token file `token_env` (readable by the proxy's user only)
+    /// that the next reload reads.
+    async fn write_token(&self, token_env: &str, value: &str) -> Result<(), String>;
     /// Asks the proxy to reload (SIGHUP).
     async fn reload(&self) -> Result<(), String>;
     /// The proxy's `/status`.
@@ -111,6 +117,20 @@ pub enum ApplyError {
         live: String,
         /// A note when pipelock was already widened.
         pipelock: String,
+    },
+    /// The granted credential could not be handed to the proxy.
+    #[error(
+        "writing the token for {token_env} into {bottle}'s egress proxy failed: {reason}. The live table is unchanged (version {live}); decide again once the container is healthy"
+    )]
+    Token {
+        /// The bottle.
+        bottle: String,
+        /// The slot.
+        token_env: String,
+        /// Why.
+        reason: String,
+        /// The unchanged egress version.
+        live: String,
     },
     /// The reload did not make the new table live.
     #[error(
@@ -287,6 +307,22 @@ impl DockerEgress {
     fn user() -> String {
         format!("{SIDECAR_UID}:{SIDECAR_UID}")
     }
+
+    /// Writes one file owned by the proxy's user with `mode`.
+    async fn put_file(&self, path: &str, mode: u32, contents: &str) -> Result<(), String> {
+        let tar = archive::build(&[FileEntry {
+            path: path.to_owned(),
+            mode,
+            uid: SIDECAR_UID,
+            gid: SIDECAR_UID,
+            contents: contents.as_bytes().to_vec(),
+        }])
+        .map_err(|e| e.to_string())?;
+        self.engine
+            .upload(&self.container, tar)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl EgressControl for DockerEgress {
@@ -315,18 +351,14 @@ impl EgressControl for DockerEgress {
     async fn write_routes(&self, text: &str) -> Result<(), String> {
         // Mode and owner are explicit in the archive: `docker cp` of a
         // 0600 temp file is what broke the predecessor's reload (seed 002).
-        let tar = archive::build(&[FileEntry {
-            path: EGRESS_ROUTES_PATH.to_owned(),
-            mode: 0o644,
-            uid: SIDECAR_UID,
-            gid: SIDECAR_UID,
-            contents: text.as_bytes().to_vec(),
-        }])
-        .map_err(|e| e.to_string())?;
-        self.engine
-            .upload(&self.container, tar)
+        self.put_file(EGRESS_ROUTES_PATH, 0o644, text).await
+    }
+
+    async fn write_token(&self, token_env: &str, value: &str) -> Result<(), String> {
+        // 0400 and owned by the proxy's user: nobody else in the container
+        // reads it, and the agent has no way into this container at all.
+        self.put_file(&format!("{EGRESS_TOKENS_DIR}/{token_env}"), 0o400, value)
             .await
-            .map_err(|e| e.to_string())
     }
 
     async fn reload(&self) -> Result<(), String> {

@@ -81,9 +81,10 @@ pub enum ApprovalError {
         /// Why.
         reason: String,
     },
-    /// New auth cannot be added to a running egress container.
+    /// The proposal needs a credential the bottle does not hold, and the
+    /// operator did not grant it.
     #[error(
-        "proposal {id} asks for a credential ({scheme} from ${token_ref}) on {host}, a host with no route yet; a running egress proxy cannot receive a new token variable. Either approve it without the credential (`launcher approve {id} --without-auth`), or reject it, add the route with its token_ref to the manifest and restart the bottle"
+        "proposal {id} asks to send your ${token_ref} ({scheme}) to {host}, a credential this bottle's egress proxy does not hold yet. To grant it, approve with `launcher approve {id} --grant {token_ref}` (the value is read from your environment and goes only into the egress container); or approve without it (`--without-auth`), or reject it"
     )]
     NewCredential {
         /// The id.
@@ -94,6 +95,32 @@ pub enum ApprovalError {
         scheme: String,
         /// The operator variable.
         token_ref: String,
+    },
+    /// `--grant` names something other than what the proposal needs.
+    #[error("--grant {grant} does not match proposal {id}, which {wanted}; nothing was applied")]
+    GrantMismatch {
+        /// The id.
+        id: String,
+        /// The variable the operator granted.
+        grant: String,
+        /// What the proposal needs, in words.
+        wanted: String,
+    },
+    /// `--grant NAME` names a variable that is not set.
+    #[error(
+        "--grant {name}: ${name} is not set (or is empty) in this environment; export it and approve again"
+    )]
+    GrantUnset {
+        /// The variable.
+        name: String,
+    },
+    /// `--grant NAME` is not a variable name.
+    #[error(
+        "--grant {name:?} is not an environment variable name; expected letters, digits and _ (e.g. GITHUB_TOKEN)"
+    )]
+    GrantInvalid {
+        /// What was given.
+        name: String,
     },
     /// This tool's approval is not handled here.
     #[error("{0}")]
@@ -231,6 +258,53 @@ pub fn reject(loc: &Located, note: &str) -> Result<Decision, ApprovalError> {
     Ok(d)
 }
 
+/// The operator's consent to hand one of their credentials to a bottle:
+/// `--grant NAME` names the variable; its value is read from the
+/// operator's environment and written only into the egress container.
+/// `Debug` never shows the value.
+#[derive(Clone)]
+pub struct Grant {
+    token_ref: String,
+    value: String,
+}
+
+impl Grant {
+    /// Reads `name` through `env` (the operator's environment).
+    pub fn from_env(
+        name: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ApprovalError> {
+        if !manifest::valid_env_name(name) {
+            return Err(ApprovalError::GrantInvalid {
+                name: name.to_owned(),
+            });
+        }
+        let value = env(name).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            ApprovalError::GrantUnset {
+                name: name.to_owned(),
+            }
+        })?;
+        Ok(Self {
+            token_ref: name.to_owned(),
+            value,
+        })
+    }
+
+    /// The operator's variable granted.
+    pub fn token_ref(&self) -> &str {
+        &self.token_ref
+    }
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("token_ref", &self.token_ref)
+            .field("value", &"***")
+            .finish()
+    }
+}
+
 /// How an egress approval went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EgressApproved {
@@ -249,15 +323,17 @@ pub struct EgressApproved {
 }
 
 /// Approves an `egress-block` proposal: validate again → merge into the
-/// live table → apply (pipelock, write, SIGHUP, confirm) → only then the
-/// `approved` decision with the diff. `without_auth` drops a proposed
-/// credential (which a running proxy cannot receive).
+/// live table → (a granted credential's token file) → apply (pipelock,
+/// write, SIGHUP, confirm) → only then the `approved` decision with the
+/// diff. `without_auth` drops a proposed credential; a credential the
+/// bottle does not hold yet needs the operator's `grant` naming it.
 pub async fn approve_egress(
     loc: &Located,
     egress: &impl EgressControl,
     pipelock: Option<&impl PipelockMirror>,
     note: &str,
     without_auth: bool,
+    grant: Option<&Grant>,
 ) -> Result<EgressApproved, ApprovalError> {
     let id = loc.proposal.id.to_string();
     let ProposalRequest::Egress(req) = &loc.proposal.request else {
@@ -277,17 +353,47 @@ pub async fn approve_egress(
     let _lock = lock(&loc.state)?;
     queue_ops::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
     let bottle = loc.identity.as_str();
+    let slots = loc
+        .state
+        .token_slots()
+        .map_err(|e| ApprovalError::Unsupported(format!("{e}; nothing was applied")))?;
     let (table, before) = apply::live_table(bottle, egress).await?;
-    // No slot mapping is passed: a running egress container cannot gain a
-    // new token variable, so any new slot means "refuse" (docs/approvals.md).
-    let merged = merge_route(&table, &[], &proposed);
-    if let (Some(_), Some(a)) = (&merged.new_slot, &proposed.auth) {
-        return Err(ApprovalError::NewCredential {
-            id,
-            host: proposed.host.to_string(),
-            scheme: a.scheme.as_str().to_owned(),
-            token_ref: a.token_ref.clone(),
-        });
+    // A token_ref the bottle already holds reuses its slot; any other
+    // needs the operator's explicit grant (docs/approvals.md).
+    let merged = merge_route(&table, &slots, &proposed);
+    let asked = proposed.auth.as_ref().map(|a| a.token_ref.as_str());
+    match (&merged.new_slot, grant, &proposed.auth) {
+        (Some(slot), None, Some(a)) => {
+            return Err(ApprovalError::NewCredential {
+                id,
+                host: proposed.host.to_string(),
+                scheme: a.scheme.as_str().to_owned(),
+                token_ref: slot.token_ref.clone(),
+            });
+        }
+        (_, Some(g), _) if Some(g.token_ref()) != asked || !merged.changed => {
+            let wanted = match (asked, merged.changed) {
+                (Some(t), true) => format!("asks for ${t}"),
+                _ => "needs no new credential".to_owned(),
+            };
+            return Err(ApprovalError::GrantMismatch {
+                id,
+                grant: g.token_ref().to_owned(),
+                wanted,
+            });
+        }
+        _ => {}
+    }
+    if let (Some(slot), Some(g)) = (&merged.new_slot, grant) {
+        egress
+            .write_token(&slot.token_env, &g.value)
+            .await
+            .map_err(|reason| ApplyError::Token {
+                bottle: bottle.to_owned(),
+                token_env: slot.token_env.clone(),
+                reason,
+                live: before.version.clone(),
+            })?;
     }
     let status = if merged.changed {
         apply::apply_table(
@@ -316,6 +422,28 @@ pub async fn approve_egress(
             .err()
         })
         .flatten();
+    // Remember the granted slot so a later proposal for the same
+    // credential reuses it. A failure only costs a second grant later.
+    let audit_warning = match &merged.new_slot {
+        Some(slot) => {
+            let mut all = slots.clone();
+            all.push(slot.clone());
+            match loc.state.write_token_slots(&all) {
+                Ok(()) => audit_warning,
+                Err(e) => Some(
+                    [
+                        audit_warning,
+                        Some(format!("recording token slot {}: {e}", slot.token_env)),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                ),
+            }
+        }
+        None => audit_warning,
+    };
     let decision = Decision {
         version: QUEUE_FORMAT_VERSION,
         id: loc.proposal.id.clone(),

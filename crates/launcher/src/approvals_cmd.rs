@@ -46,9 +46,14 @@ pub struct ApproveArgs {
     #[arg(long, default_value = "")]
     pub note: String,
     /// Approve an egress-block for a new host without the credential it asks
-    /// for (a running proxy cannot receive a new token variable).
+    /// for.
     #[arg(long)]
     pub without_auth: bool,
+    /// Grant the credential an egress-block asks for: NAME must be the
+    /// proposal's token_ref; its value is read from this environment and
+    /// written only into the bottle's egress container.
+    #[arg(long, value_name = "NAME", conflicts_with = "without_auth")]
+    pub grant: Option<String>,
     /// State root (default: $CLAUDE_BOTTLE_STATE_DIR or ~/.claude-bottle/state).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -230,6 +235,12 @@ pub fn approve(args: &ApproveArgs) -> anyhow::Result<()> {
         ProposalRequest::Capability { .. } => return approve_capability(args, &loc),
         ProposalRequest::Pipelock { .. } => return approve_pipelock(args, &loc),
     }
+    // Read before touching Docker: a missing variable changes nothing.
+    let grant = args
+        .grant
+        .as_deref()
+        .map(|name| approvals::Grant::from_env(name, |k| std::env::var(k).ok()))
+        .transpose()?;
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
         ensure_running(&engine, &loc).await?;
@@ -245,6 +256,7 @@ pub fn approve(args: &ApproveArgs) -> anyhow::Result<()> {
             pipelock.as_ref(),
             &args.note,
             args.without_auth,
+            grant.as_ref(),
         )
         .await?;
         if a.changed {

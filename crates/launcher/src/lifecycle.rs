@@ -294,6 +294,22 @@ impl Bottle {
         let id = self.plan.identity.to_string();
         self.state_created = true;
         self.state.create(&metadata)?;
+        // Which operator variable each egress slot carries, so a later
+        // approval reuses a slot instead of asking for the token again.
+        let slots: Vec<manifest::TokenSlot> = self
+            .plan
+            .container(Component::Egress)
+            .map(|c| {
+                c.secret_env
+                    .iter()
+                    .map(|s| manifest::TokenSlot {
+                        token_ref: s.token_ref.clone(),
+                        token_env: s.name.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.state.write_token_slots(&slots)?;
         for n in self.plan.networks.clone() {
             progress(&format!(
                 "network {} ({})",

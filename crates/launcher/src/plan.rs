@@ -474,6 +474,8 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
                     "/etc/egress-proxy/ca.key".into(),
                     "--log-format".into(),
                     "json".into(),
+                    "--tokens-dir".into(),
+                    crate::apply::EGRESS_TOKENS_DIR.into(),
                 ]
                 .into_iter()
                 .chain(egress_dlp_args(bottle))

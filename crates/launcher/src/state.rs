@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use manifest::TokenSlot;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Identity;
@@ -20,6 +21,8 @@ pub const METADATA_FILE: &str = "metadata.json";
 pub const PRESERVE_MARKER: &str = ".preserve";
 /// File name of the launch record (see [`LaunchRecord`]).
 pub const LAUNCH_FILE: &str = "launch.json";
+/// File name of the token slot record (see [`BottleState::token_slots`]).
+pub const TOKEN_SLOTS_FILE: &str = "token-slots.json";
 
 /// Why state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -179,14 +182,43 @@ impl BottleState {
     /// Writes `launch.json` (temp file + rename, mode 0600) into the
     /// existing state directory.
     pub fn write_launch(&self, record: &LaunchRecord) -> Result<(), StateError> {
+        self.write_json(LAUNCH_FILE, record)
+    }
+
+    /// Records which token slots the bottle's egress proxy holds
+    /// (`token-slots.json`: names only, never values): the manifest's at
+    /// launch, plus each credential an approval grants later.
+    pub fn write_token_slots(&self, slots: &[TokenSlot]) -> Result<(), StateError> {
+        self.write_json(TOKEN_SLOTS_FILE, &slots)
+    }
+
+    /// The recorded token slots; empty when none were recorded.
+    pub fn token_slots(&self) -> Result<Vec<TokenSlot>, StateError> {
+        let path = self.dir.join(TOKEN_SLOTS_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                serde_json::from_str(&text).map_err(|source| StateError::Metadata { path, source })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(source) => Err(StateError::Io {
+                action: "reading",
+                path,
+                source,
+            }),
+        }
+    }
+
+    /// Writes `name` as JSON (temp file + rename, mode 0600) into the
+    /// existing state directory.
+    fn write_json(&self, name: &str, value: &impl Serialize) -> Result<(), StateError> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
-        let path = self.dir.join(LAUNCH_FILE);
-        let text = serde_json::to_string_pretty(record).map_err(|source| StateError::Metadata {
+        let path = self.dir.join(name);
+        let text = serde_json::to_string_pretty(value).map_err(|source| StateError::Metadata {
             path: path.clone(),
             source,
         })?;
-        let tmp = self.dir.join(".launch.json.tmp");
+        let tmp = self.dir.join(format!(".{name}.tmp"));
         let io = |action, path: &Path| {
             let path = path.to_owned();
             move |source| StateError::Io {

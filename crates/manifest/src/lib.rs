@@ -31,7 +31,9 @@ pub use bottle::{
 pub use defaults::{DEFAULT_MANIFEST_ORIGIN, default_manifest};
 pub use error::{Diagnostic, ManifestError};
 pub use host::{HostError, HostPattern, IpLiterals, RequestHost};
-pub use merge::{Merge, ProposalError, ProposedAuth, ProposedRoute, TokenSlot, merge_route};
+pub use merge::{
+    Merge, ProposalError, ProposedAuth, ProposedRoute, TokenSlot, merge_route, valid_env_name,
+};
 pub use path::{PathError, PathPrefix, normalize_path};
 pub use remotes::{BranchRules, RefPattern, Remote, RemoteAuth, RemoteName, RemotesFile};
 pub use routes::{AuthScheme, Role, Route, RouteAuth, RouteTable};

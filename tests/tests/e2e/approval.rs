@@ -33,9 +33,14 @@ for m in msgs:
 }
 
 fn launcher(args: &[&str], state: &std::path::Path) -> (bool, String) {
+    launcher_with(args, state, &[])
+}
+
+fn launcher_with(args: &[&str], state: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
     let mut c = Command::new(bin_dir().join("launcher"));
     c.args(args)
         .env("CLAUDE_BOTTLE_STATE_DIR", state)
+        .envs(env.iter().copied())
         .stdin(Stdio::null());
     let out = c.output().expect("launcher runs");
     (
@@ -213,7 +218,36 @@ async fn an_approved_route_is_live_without_restart_and_a_rejection_returns_the_n
         assert!(answer.contains("Rejected"), "{answer}");
         assert!(answer.contains("use the mirror instead"), "{answer}");
 
-        // 6. `routes edit` with an invalid edit changes nothing; a valid one applies.
+        // 6. A credential is granted only by name, and is live without a restart.
+        call_in_background(
+            &bottle,
+            "ask3",
+            "egress-block",
+            r#"{"host": "granted.test", "auth": {"scheme": "Bearer", "token_ref": "E2E_GRANTED_TOKEN"}, "justification": "e2e needs the API"}"#,
+        )
+        .await;
+        let id3 = wait_proposal(state, "granted.test").await;
+        let (ok, out) = launcher(&["approve", &id3], state);
+        assert!(!ok && out.contains("--grant E2E_GRANTED_TOKEN"), "an implicit grant: {out}");
+        let (ok, out) = launcher(&["approve", &id3, "--grant", "E2E_GRANTED_TOKEN"], state);
+        assert!(!ok && out.contains("is not set"), "{out}");
+        let granted = format!("granted-{run}");
+        let (ok, out) = launcher_with(
+            &["approve", &id3, "--grant", "E2E_GRANTED_TOKEN"],
+            state,
+            &[("E2E_GRANTED_TOKEN", &granted)],
+        );
+        assert!(ok, "approve --grant: {out}");
+        assert!(!out.contains(&granted), "the launcher printed the token: {out}");
+        let answer = wait_file(&bottle, "/tmp/ask3.done", "/tmp/ask3.out", 60).await;
+        assert!(answer.contains("Approved"), "{answer}");
+        let (_, echo) = sh(&bottle, "curl -sS --max-time 20 https://granted.test/echo").await;
+        let echo: serde_json::Value = serde_json::from_str(echo.trim()).unwrap_or_else(|e| panic!("{e}: {echo}"));
+        assert_eq!(echo["headers"]["authorization"], format!("Bearer {granted}"), "{echo}");
+        let slots = std::fs::read_to_string(state.join(&identity).join("token-slots.json")).expect("slots");
+        assert!(slots.contains("E2E_GRANTED_TOKEN") && !slots.contains(&granted), "{slots}");
+
+        // 7. `routes edit` with an invalid edit changes nothing; a valid one applies.
         let live = routes_version(&identity, state);
         let scripts = tempfile::tempdir().expect("tempdir");
         let bad = scripts.path().join("bad.sh");
@@ -237,15 +271,16 @@ async fn an_approved_route_is_live_without_restart_and_a_rejection_returns_the_n
         let (ok, out) = edit(&bad);
         assert!(!ok && out.contains("invalid") && out.contains("hostname"), "{out}");
         assert_eq!(routes_version(&identity, state), live, "an invalid edit changed the live table");
-        assert_eq!(launcher::queue_ops::read_routes_edits(&queue).expect("audit").len(), 1, "an invalid edit is not audited");
+        assert_eq!(launcher::queue_ops::read_routes_edits(&queue).expect("audit").len(), 2, "an invalid edit is not audited");
         let (ok, out) = edit(&good);
         assert!(ok, "valid edit: {out}");
         let edits = launcher::queue_ops::read_routes_edits(&queue).expect("audit");
-        assert_eq!(edits.len(), 2, "{edits:?}");
-        assert_eq!(edits[1].proposal, None, "a manual edit");
-        assert_eq!(edits[1].before_version, live);
-        assert_eq!(edits[1].after_version, routes_version(&identity, state));
-        assert!(edits[1].diff.contains("+  - host: added.test"), "{}", edits[1].diff);
+        assert_eq!(edits.len(), 3, "{edits:?}");
+        assert_eq!(edits[1].proposal.as_ref().map(|p| p.as_str()), Some(id3.as_str()), "the grant's route");
+        assert_eq!(edits[2].proposal, None, "a manual edit");
+        assert_eq!(edits[2].before_version, live);
+        assert_eq!(edits[2].after_version, routes_version(&identity, state));
+        assert!(edits[2].diff.contains("+  - host: added.test"), "{}", edits[2].diff);
         let (_, shown) = launcher(&["routes", &identity], state);
         assert!(shown.contains("added.test") && shown.contains("notallowed.test"), "{shown}");
 

@@ -14,6 +14,7 @@ pub const ALIASES: &[&str] = &[
     "api.github.test",
     "plain.test",
     "notallowed.test",
+    "granted.test",
     "git.test",
 ];
 

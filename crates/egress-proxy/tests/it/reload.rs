@@ -109,3 +109,46 @@ async fn reload_rereads_token_variables() {
         serde_json::json!(["Bearer late-token"])
     );
 }
+
+#[tokio::test]
+async fn a_token_file_added_later_is_read_by_the_next_reload() {
+    // No variable for slot 2: the route fails closed until the operator's
+    // launcher writes the token file, then the reload injects it.
+    let w = World::new().await;
+    let tokens = w.path("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let mut o = ProxyOpts::new(
+        "version: 1\nroutes:\n  - host: auth.test\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_2 }\n",
+    );
+    o.env = vec![("EGRESS_TOKEN_1", "from-env")];
+    o.tokens_dir = Some(tokens.clone());
+    let p = w.proxy(o).await;
+    let r = curl(&p, &w.proxy_ca.cert_path, &[&w.https("auth.test", "/echo")]).await;
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(r.body.contains("EGRESS_TOKEN_2"), "{}", r.body);
+
+    std::fs::write(tokens.join("EGRESS_TOKEN_2"), "from-file\n").unwrap();
+    p.proxy.reload().unwrap();
+    let r = curl(&p, &w.proxy_ca.cert_path, &[&w.https("auth.test", "/echo")]).await;
+    assert_eq!(
+        r.json()["headers"]["authorization"],
+        serde_json::json!(["Bearer from-file"])
+    );
+    let status = curl(&p, &w.proxy_ca.cert_path, &["http://_egress.local/status"]).await;
+    assert!(!status.body.contains("from-file"), "{}", status.body);
+    assert_eq!(status.json()["missing_token_env"], serde_json::json!([]));
+
+    // A file overrides the variable of the same slot.
+    std::fs::write(tokens.join("EGRESS_TOKEN_1"), "file-wins").unwrap();
+    std::fs::write(
+        &p.routes_path,
+        "version: 1\nroutes:\n  - host: auth.test\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }\n",
+    )
+    .unwrap();
+    p.proxy.reload().unwrap();
+    let r = curl(&p, &w.proxy_ca.cert_path, &[&w.https("auth.test", "/echo")]).await;
+    assert_eq!(
+        r.json()["headers"]["authorization"],
+        serde_json::json!(["Bearer file-wins"])
+    );
+}

@@ -495,6 +495,7 @@ pub struct ProxyOpts<'a> {
     pub limits: Limits,
     pub routes_file_name: &'a str,
     pub dlp: DlpSettings,
+    pub tokens_dir: Option<PathBuf>,
 }
 
 impl<'a> ProxyOpts<'a> {
@@ -507,6 +508,7 @@ impl<'a> ProxyOpts<'a> {
             limits: Limits::default(),
             routes_file_name: "routes.yaml",
             dlp: DlpSettings::default(),
+            tokens_dir: None,
         }
     }
 }
@@ -565,6 +567,7 @@ impl World {
             system_roots: false,
             limits: opts.limits,
             dlp: opts.dlp,
+            tokens_dir: opts.tokens_dir,
         };
         let cfg = Config::load(&settings, Arc::new(MapEnv::new(opts.env)), resolver()).unwrap();
         let proxy = Proxy::new(cfg);

@@ -14,8 +14,11 @@ pub(crate) struct FakeEgress {
     pub error: RefCell<Option<String>>,
     pub fail_write: bool,
     pub fail_reload: bool,
+    pub fail_token: bool,
     pub ignore_sighup: bool,
     pub writes: RefCell<Vec<String>>,
+    /// Token files written: slot → value.
+    pub tokens: RefCell<std::collections::BTreeMap<String, String>>,
 }
 
 impl FakeEgress {
@@ -42,6 +45,15 @@ impl EgressControl for FakeEgress {
         }
         self.writes.borrow_mut().push(text.to_owned());
         *self.file.borrow_mut() = text.to_owned();
+        Ok(())
+    }
+    async fn write_token(&self, token_env: &str, value: &str) -> Result<(), String> {
+        if self.fail_token {
+            return Err("container is paused".into());
+        }
+        self.tokens
+            .borrow_mut()
+            .insert(token_env.to_owned(), value.to_owned());
         Ok(())
     }
     async fn reload(&self) -> Result<(), String> {

@@ -30,13 +30,27 @@ fn approve(
     eg: &FakeEgress,
     without_auth: bool,
 ) -> Result<EgressApproved, ApprovalError> {
+    approve_granting(loc, eg, without_auth, None)
+}
+
+fn approve_granting(
+    loc: &Located,
+    eg: &FakeEgress,
+    without_auth: bool,
+    grant: Option<&Grant>,
+) -> Result<EgressApproved, ApprovalError> {
     rt().block_on(approve_egress(
         loc,
         eg,
         None::<&NoPipelock>,
         "ok",
         without_auth,
+        grant,
     ))
+}
+
+fn grant(name: &str, value: &str) -> Grant {
+    Grant::from_env(name, |k| (k == name).then(|| value.to_owned())).unwrap()
 }
 
 #[test]
@@ -129,7 +143,7 @@ fn a_new_credential_is_refused_with_both_ways_out_and_nothing_changes() {
     let err = approve(&loc, &eg, false).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("--without-auth"), "{msg}");
-    assert!(msg.contains("restart the bottle"), "{msg}");
+    assert!(msg.contains("--grant EXAMPLE_TOKEN"), "{msg}");
     assert!(msg.contains("$EXAMPLE_TOKEN"), "{msg}");
     assert!(eg.writes.borrow().is_empty());
     assert!(
@@ -482,7 +496,7 @@ fn an_egress_approval_mirrors_to_pipelock_first() {
     let loc = setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
     let eg = FakeEgress::with(BASE);
     let pl = FakePipelock::default();
-    rt().block_on(approve_egress(&loc, &eg, Some(&pl), "ok", false))
+    rt().block_on(approve_egress(&loc, &eg, Some(&pl), "ok", false, None))
         .unwrap();
     let asked = pl.asked.borrow();
     assert_eq!(asked.len(), 1);
@@ -490,4 +504,126 @@ fn an_egress_approval_mirrors_to_pipelock_first() {
         asked[0].contains(&"docs.example.com".to_owned()),
         "{asked:?}"
     );
+}
+
+#[test]
+fn a_granted_credential_goes_into_a_new_slot_file_then_the_route() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &with_auth("new.example.com"));
+    loc.state
+        .write_token_slots(&[manifest::TokenSlot {
+            token_ref: "GITHUB_TOKEN".into(),
+            token_env: "EGRESS_TOKEN_1".into(),
+        }])
+        .unwrap();
+    let eg = FakeEgress::with(
+        "version: 1\nroutes:\n  - host: api.github.com\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }\n",
+    );
+    let a = approve_granting(&loc, &eg, false, Some(&grant("EXAMPLE_TOKEN", "s3cret"))).unwrap();
+    assert!(a.changed);
+    assert_eq!(
+        eg.tokens.borrow().get("EGRESS_TOKEN_2").map(String::as_str),
+        Some("s3cret")
+    );
+    let t = RouteTable::parse(&eg.file.borrow(), "t").unwrap();
+    let r = t
+        .routes()
+        .iter()
+        .find(|r| r.host.to_string() == "new.example.com")
+        .unwrap();
+    assert_eq!(r.auth.as_ref().unwrap().token_env, "EGRESS_TOKEN_2");
+    // The slot is remembered (names only) and the value is nowhere in state.
+    let slots = loc.state.token_slots().unwrap();
+    assert_eq!(slots.len(), 2);
+    assert_eq!(slots[1].token_ref, "EXAMPLE_TOKEN");
+    for entry in walk(root.path()) {
+        let text = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&text).contains("s3cret"),
+            "{} holds the token",
+            entry.display()
+        );
+    }
+
+    // A later proposal for the same credential on another host reuses the
+    // slot: no grant needed, no second token file.
+    let mut p = with_auth("other.example.com");
+    p.id = manifest::queue::ProposalId::parse("20261123-140510-bbbbbbbb").unwrap();
+    put_proposal(&loc.queue(), &p);
+    let loc2 = locate(root.path(), p.id.as_str()).unwrap();
+    approve(&loc2, &eg, false).unwrap();
+    assert_eq!(eg.tokens.borrow().len(), 1);
+    assert!(eg.file.borrow().contains("other.example.com"));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_grant_must_name_what_the_proposal_asks_for() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &with_auth("new.example.com"));
+    let eg = FakeEgress::with(BASE);
+    let err = approve_granting(&loc, &eg, false, Some(&grant("AWS_SECRET", "x"))).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("--grant AWS_SECRET"), "{msg}");
+    assert!(msg.contains("asks for $EXAMPLE_TOKEN"), "{msg}");
+    assert!(eg.tokens.borrow().is_empty() && eg.writes.borrow().is_empty());
+
+    // A grant on a proposal that needs none is refused too.
+    let plain = setup(
+        root.path(),
+        &proposal("20261123-140511-cccccccc", BOTTLE, "x.example.com"),
+    );
+    let err = approve_granting(&plain, &eg, false, Some(&grant("EXAMPLE_TOKEN", "x"))).unwrap_err();
+    assert!(err.to_string().contains("needs no new credential"), "{err}");
+    assert!(eg.writes.borrow().is_empty());
+}
+
+#[test]
+fn grants_read_the_environment_and_never_show_the_value() {
+    let err = Grant::from_env("EXAMPLE_TOKEN", |_| None).unwrap_err();
+    assert!(
+        err.to_string().contains("$EXAMPLE_TOKEN is not set"),
+        "{err}"
+    );
+    let err = Grant::from_env("EXAMPLE_TOKEN", |_| Some("  ".into())).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    let err = Grant::from_env("not a name", |_| Some("v".into())).unwrap_err();
+    assert!(err.to_string().contains("GITHUB_TOKEN"), "{err}");
+    let g = grant("EXAMPLE_TOKEN", "hunter2");
+    assert!(!format!("{g:?}").contains("hunter2"));
+}
+
+#[test]
+fn a_failed_token_write_changes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &with_auth("new.example.com"));
+    let eg = FakeEgress {
+        fail_token: true,
+        ..FakeEgress::with(BASE)
+    };
+    let err = approve_granting(&loc, &eg, false, Some(&grant("EXAMPLE_TOKEN", "v"))).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("EGRESS_TOKEN_1") && msg.contains("unchanged"),
+        "{msg}"
+    );
+    assert!(eg.writes.borrow().is_empty());
+    assert!(
+        queue_ops::read_decision(&loc.queue(), &loc.proposal.id)
+            .unwrap()
+            .is_none()
+    );
+    assert!(loc.state.token_slots().unwrap().is_empty());
 }

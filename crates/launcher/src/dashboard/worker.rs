@@ -135,7 +135,7 @@ async fn decide(
             }
             let egress = DockerEgress::new(engine.clone(), egress_name);
             let pipelock = DockerPipelock::of_bottle(engine, &loc.identity).await;
-            approvals::approve_egress(&loc, &egress, pipelock.as_ref(), note, without_auth)
+            approvals::approve_egress(&loc, &egress, pipelock.as_ref(), note, without_auth, None)
                 .await
                 .map(|a| {
                     if a.changed {
