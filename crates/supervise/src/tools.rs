@@ -49,7 +49,8 @@ Call it when the egress proxy refused one of your requests with a 403 whose body
 absolute path prefixes (e.g. [\"/v1/\"]) and may be omitted to ask for every path; `auth` \
 ({{scheme: Bearer|token|Basic, token_ref}}) asks the proxy to inject a credential, where token_ref \
 is the NAME of the operator's environment variable holding it - never the secret itself (you \
-cannot see secrets). `justification` is read by the operator: say what you need and why. \
+cannot see secrets); the operator grants a credential only explicitly and may approve the host \
+without it. `justification` is read by the operator: say what you need and why. \
 {wait} Approved: the route is live in the egress proxy at once - retry your request, nothing \
 restarts. For a host that is already allowed only its path prefixes are widened; its \
 credentials cannot be changed by a proposal. Rejected: the operator's note says why; do not ask \
