@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use std::sync::OnceLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+
 use regex::bytes::{Regex, RegexBuilder};
 
 use crate::RuleError;
@@ -11,7 +14,7 @@ use crate::config::{RawAllowlist, RawConfig, RawRule};
 use crate::goregex;
 
 /// The built-in rules, in gitleaks format (see `default_rules.toml`).
-const DEFAULT_RULES: &str = include_str!("default_rules.toml");
+pub(crate) const DEFAULT_RULES: &str = include_str!("default_rules.toml");
 
 /// Compiled-program size cap per regex; generous for gitleaks' rules, small
 /// enough that a hostile rule file cannot exhaust memory.
@@ -25,8 +28,8 @@ pub(crate) const KEYWORDS_PER_AUTOMATON: usize = 64;
 pub struct Rule {
     pub(crate) id: String,
     pub(crate) description: String,
-    pub(crate) regex: Option<Regex>,
-    pub(crate) path: Option<Regex>,
+    pub(crate) regex: Option<LazyRegex>,
+    pub(crate) path: Option<LazyRegex>,
     pub(crate) keywords: Vec<String>,
     pub(crate) entropy: Option<f64>,
     pub(crate) secret_group: usize,
@@ -51,6 +54,72 @@ impl Rule {
     }
 }
 
+/// A rule or allowlist regex, compiled the first time a scan needs it (a
+/// rule's regex when input holds one of its keywords), so a loaded rule set
+/// costs little memory until it is used: an idle egress-proxy with DLP on
+/// stays near its DLP-off size.
+/// An operator's rule is also compiled once at load, to report a bad
+/// pattern with its file and rule; the built-in rules are unit-tested to
+/// compile instead (`built_in_regexes_all_compile`).
+#[derive(Debug, Clone)]
+pub(crate) struct LazyRegex {
+    translated: String,
+    /// Whether Unicode classes are needed (`None`: find out on first use).
+    unicode: Option<bool>,
+    /// Capture groups including group 0, when known from a load check.
+    captures: Option<usize>,
+    compiled: OnceLock<Regex>,
+}
+
+impl LazyRegex {
+    fn new(what: &str, go: &str) -> Result<Self, String> {
+        let translated = goregex::translate(go);
+        let (re, unicode) = build_regex(&translated).map_err(|e| {
+            format!(
+                "{what} {go:?} does not compile: {}",
+                one_line(&e.to_string())
+            )
+        })?;
+        Ok(Self {
+            translated,
+            unicode: Some(unicode),
+            captures: Some(re.captures_len()),
+            compiled: OnceLock::new(),
+        })
+    }
+
+    /// A built-in pattern: not compiled until first use.
+    fn trusted(go: &str) -> Self {
+        Self {
+            translated: goregex::translate(go),
+            unicode: None,
+            captures: None,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    /// The compiled regex (compiled on first use).
+    pub(crate) fn get(&self) -> &Regex {
+        self.compiled.get_or_init(|| {
+            let compiled = match self.unicode {
+                Some(u) => build_with(&self.translated, u),
+                None => build_regex(&self.translated).map(|(re, _)| re),
+            };
+            compiled.expect(
+                "checked at load (operator rules) or by unit test (built-in rules); compilation is deterministic",
+            )
+        })
+    }
+}
+
+impl std::ops::Deref for LazyRegex {
+    type Target = Regex;
+
+    fn deref(&self) -> &Regex {
+        self.get()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Condition {
     Or,
@@ -68,8 +137,8 @@ pub(crate) enum RegexTarget {
 #[derive(Debug, Clone)]
 pub(crate) struct Allowlist {
     pub condition: Condition,
-    pub paths: Vec<Regex>,
-    pub regexes: Vec<Regex>,
+    pub paths: Vec<LazyRegex>,
+    pub regexes: Vec<LazyRegex>,
     pub regex_target: RegexTarget,
     /// Lowercased.
     pub stopwords: Vec<String>,
@@ -148,7 +217,7 @@ pub struct RuleSet {
 impl RuleSet {
     /// The built-in default rules (see the crate README for the list).
     pub fn default_rules() -> RuleSet {
-        Self::from_toml(DEFAULT_RULES, "<built-in default rules>")
+        Self::parse(DEFAULT_RULES, "<built-in default rules>", false)
             .expect("the built-in rules are valid (unit-tested)")
     }
 
@@ -166,6 +235,12 @@ impl RuleSet {
     /// `[extend] useDefault = true` starts from the built-in rules; a rule in
     /// the file with the same id replaces the built-in one.
     pub fn from_toml(text: &str, origin: &str) -> Result<RuleSet, RuleError> {
+        Self::parse(text, origin, true)
+    }
+
+    /// `check_regexes`: compile each rule's regex now to report errors
+    /// (false only for the built-in rules).
+    fn parse(text: &str, origin: &str, check_regexes: bool) -> Result<RuleSet, RuleError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| RuleError::Syntax {
             origin: origin.to_owned(),
             message: e.to_string().trim_end().to_owned(),
@@ -205,7 +280,7 @@ impl RuleSet {
             let raw_rule: RawRule = toml::Value::Table(table)
                 .try_into()
                 .map_err(|e: toml::de::Error| rule_err(&label, e.message().to_owned()))?;
-            let rule = compile_rule(raw_rule).map_err(|p| rule_err(&label, p))?;
+            let rule = compile_rule(raw_rule, check_regexes).map_err(|p| rule_err(&label, p))?;
             if seen.insert(rule.id.clone(), i).is_some() {
                 return Err(rule_err(
                     &label,
@@ -218,7 +293,10 @@ impl RuleSet {
             }
         }
         for a in raw.allowlist.into_iter().chain(raw.allowlists) {
-            global.push(compile_allowlist(a, true).map_err(|p| rule_err("[allowlist]", p))?);
+            global.push(
+                compile_allowlist(a, true, check_regexes)
+                    .map_err(|p| rule_err("[allowlist]", p))?,
+            );
         }
         for a in &global {
             for t in &a.target_rules {
@@ -266,6 +344,7 @@ impl RuleSet {
             .map(|group| {
                 AhoCorasickBuilder::new()
                     .match_kind(MatchKind::LeftmostLongest)
+                    .kind(Some(AhoCorasickKind::ContiguousNFA))
                     .build(group)
                     .expect("keywords are non-empty literals (validated)")
             })
@@ -307,30 +386,37 @@ impl RuleSet {
     }
 }
 
-fn compile_regex(what: &str, go: &str) -> Result<Regex, String> {
-    let translated = goregex::translate(go);
-    let build = |unicode: bool| {
-        RegexBuilder::new(&translated)
-            .unicode(unicode)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .dfa_size_limit(REGEX_SIZE_LIMIT)
-            .build()
-    };
-    // Go's classes are ASCII; fall back to Unicode only for patterns that
-    // need it (e.g. `\p{L}`), which are invalid without it.
-    build(false).or_else(|_| build(true)).map_err(|e| {
-        format!(
-            "{what} {go:?} does not compile: {}",
-            one_line(&e.to_string())
-        )
-    })
+/// A rule or allowlist regex; `check` compiles it now to report errors.
+fn lazy_regex(what: &str, go: &str, check: bool) -> Result<LazyRegex, String> {
+    if check {
+        LazyRegex::new(what, go)
+    } else {
+        Ok(LazyRegex::trusted(go))
+    }
+}
+
+/// Compiles a translated pattern; also says whether Unicode was needed.
+/// Go's classes are ASCII; Unicode is used only for patterns that need it
+/// (e.g. `\p{L}`), which are invalid without it.
+fn build_regex(translated: &str) -> Result<(Regex, bool), regex::Error> {
+    build_with(translated, false)
+        .map(|r| (r, false))
+        .or_else(|_| build_with(translated, true).map(|r| (r, true)))
+}
+
+fn build_with(translated: &str, unicode: bool) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(translated)
+        .unicode(unicode)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
 }
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn compile_rule(raw: RawRule) -> Result<Rule, String> {
+fn compile_rule(raw: RawRule, check_regex: bool) -> Result<Rule, String> {
     if raw.id.trim().is_empty() {
         return Err(
             "id is empty; expected a short kebab-case name such as \"aws-access-key-id\"".into(),
@@ -344,12 +430,12 @@ fn compile_rule(raw: RawRule) -> Result<Rule, String> {
     let regex = raw
         .regex
         .as_deref()
-        .map(|r| compile_regex("regex", r))
+        .map(|r| lazy_regex("regex", r, check_regex))
         .transpose()?;
     let path = raw
         .path
         .as_deref()
-        .map(|r| compile_regex("path", r))
+        .map(|r| lazy_regex("path", r, check_regex))
         .transpose()?;
     if regex.is_none() && path.is_none() {
         return Err("has neither regex nor path; a rule needs at least one".into());
@@ -362,9 +448,13 @@ fn compile_rule(raw: RawRule) -> Result<Rule, String> {
             ));
         }
         Some(g) => {
-            let groups = regex.as_ref().map_or(0, |r| r.captures_len() - 1);
+            let groups = regex
+                .as_ref()
+                .map_or(Some(0), |r| r.captures.map(|c| c - 1));
             let g = usize::try_from(g).unwrap_or(usize::MAX);
-            if g > groups {
+            if let Some(groups) = groups
+                && g > groups
+            {
                 return Err(format!(
                     "secretGroup {g} but the regex has {groups} capture group(s)"
                 ));
@@ -391,7 +481,7 @@ fn compile_rule(raw: RawRule) -> Result<Rule, String> {
     }
     let mut allowlists = Vec::new();
     for a in raw.allowlist.into_iter().chain(raw.allowlists) {
-        allowlists.push(compile_allowlist(a, false)?);
+        allowlists.push(compile_allowlist(a, false, check_regex)?);
     }
     Ok(Rule {
         id: raw.id,
@@ -406,7 +496,11 @@ fn compile_rule(raw: RawRule) -> Result<Rule, String> {
     })
 }
 
-fn compile_allowlist(raw: RawAllowlist, global: bool) -> Result<Allowlist, String> {
+fn compile_allowlist(
+    raw: RawAllowlist,
+    global: bool,
+    check_regex: bool,
+) -> Result<Allowlist, String> {
     let what = raw
         .description
         .as_deref()
@@ -443,12 +537,12 @@ fn compile_allowlist(raw: RawAllowlist, global: bool) -> Result<Allowlist, Strin
     let paths = raw
         .paths
         .iter()
-        .map(|p| compile_regex(&format!("{what}: path"), p))
+        .map(|p| lazy_regex(&format!("{what}: path"), p, check_regex))
         .collect::<Result<_, _>>()?;
     let regexes = raw
         .regexes
         .iter()
-        .map(|p| compile_regex(&format!("{what}: regex"), p))
+        .map(|p| lazy_regex(&format!("{what}: regex"), p, check_regex))
         .collect::<Result<_, _>>()?;
     let a = Allowlist {
         condition,

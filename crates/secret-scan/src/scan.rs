@@ -153,7 +153,9 @@ impl RuleSet {
         }
         for (ri, _) in candidate.iter().enumerate().filter(|(_, c)| **c) {
             let rule = &self.rules[ri];
-            let Some(re) = &rule.regex else { continue };
+            let Some(re) = rule.regex.as_deref() else {
+                continue;
+            };
             if let Some(pr) = &rule.path
                 && !path.is_some_and(|p| pr.is_match(p.as_bytes()))
             {

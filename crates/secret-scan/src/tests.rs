@@ -722,3 +722,23 @@ fn capped_reader_scan_keeps_the_first_and_counts_all() {
         (1..=7).collect::<Vec<_>>()
     );
 }
+
+/// The built-in rules load without compiling their regexes (they compile
+/// on first use); loading the same text as an operator's file compiles and
+/// checks every regex and secretGroup, so a bad built-in pattern fails here
+/// instead of on a first use in production.
+#[test]
+fn built_in_regexes_all_compile() {
+    let checked = RuleSet::from_toml(crate::rules::DEFAULT_RULES, "default_rules.toml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(checked.len(), defaults().len());
+    for r in &defaults().rules {
+        let _ = r.regex.as_deref().map(|re| re.captures_len());
+        let _ = r.path.as_deref();
+        for a in &r.allowlists {
+            for re in a.regexes.iter().chain(&a.paths) {
+                let _ = re.captures_len();
+            }
+        }
+    }
+}
