@@ -325,6 +325,9 @@ pub struct Plan {
     pub containers: Vec<ContainerPlan>,
     /// Sidecars left out.
     pub omitted: Vec<Omitted>,
+    /// Who scans outgoing requests for secrets, with what action, and
+    /// which hosts are exempt (one line, for the preflight).
+    pub dlp: String,
 }
 
 impl Plan {
@@ -638,6 +641,7 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
     ));
 
     Ok(Plan {
+        dlp: dlp_summary(bottle),
         identity: id.clone(),
         agent: agent_name.to_owned(),
         cwd: opts.cwd.clone(),
@@ -738,6 +742,24 @@ fn egress_dlp_args(bottle: &manifest::Bottle) -> Vec<String> {
         args.push(h.to_string());
     }
     args
+}
+
+/// The preflight's DLP line: egress-proxy's action and exempt hosts, or
+/// pipelock's action when pipelock scans.
+fn dlp_summary(bottle: &manifest::Bottle) -> String {
+    let action = bottle.egress().dlp_action().as_str();
+    if bottle.pipelock() {
+        return format!("{action}, by pipelock");
+    }
+    let exempt: Vec<String> = bottle
+        .dlp_exempt_hosts()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    format!(
+        "{action}, by egress-proxy; not scanned (conversation text): {}",
+        exempt.join(", ")
+    )
 }
 
 fn sidecar_file(path: &str, mode: u32, source: FileSource) -> PlannedFile {

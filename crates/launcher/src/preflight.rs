@@ -59,6 +59,7 @@ pub fn render(plan: &Plan) -> String {
         }
         let _ = writeln!(s, "{line}");
     }
+    let _ = writeln!(s, "  DLP        {}", plan.dlp);
     if plan.git_remotes.is_empty() {
         let _ = writeln!(s, "  git remotes (none)");
     } else {

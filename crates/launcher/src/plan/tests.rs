@@ -727,4 +727,10 @@ fn with_pipelock_egress_leaves_dlp_to_pipelock() {
     let cmd = &p.container(Component::Egress).expect("egress").cmd;
     assert_eq!(flag_values(cmd, "--dlp-action"), vec!["off"]);
     assert!(flag_values(cmd, "--dlp-exempt-host").is_empty());
+    assert_eq!(p.dlp, "block, by pipelock");
+    assert!(
+        plan("dev")
+            .dlp
+            .starts_with("block, by egress-proxy; not scanned")
+    );
 }

@@ -54,6 +54,7 @@ bottle dev-k3x9a (agent dev)
     console.anthropic.com
     pypi.org
     api.github.com  paths /repos/acme/  Authorization: Bearer from $GITHUB_TOKEN
+  DLP        block, by egress-proxy; not scanned (conversation text): api.anthropic.com, claude.ai, platform.claude.com, console.anthropic.com
   git remotes (via git-gate, pushes secret-scanned):
     app -> https://github.com/acme/app.git  token from $GITHUB_TOKEN
   sidecars   egress, git-gate, supervise
