@@ -331,7 +331,7 @@ async fn handle(gate: Arc<Gate>, req: Request<Incoming>, peer: SocketAddr) -> Re
                 "fetch served"
             );
             if stale {
-                crate::sideband::warn_in_v2_fetch(
+                crate::sideband::warn_in_fetch(
                     resp,
                     "git-gate: upstream unreachable; served from the gate's mirror, which may be out of date",
                 )

@@ -1,10 +1,16 @@
-//! Injecting a progress message into a protocol-v2 fetch response, so the
-//! agent's terminal shows `remote: …` (used when the mirror is stale).
+//! Injecting a progress message into a fetch response, so the agent's
+//! terminal shows `remote: …` (used when the mirror is stale).
 //!
-//! A v2 fetch response is pkt-lines; after the `packfile` section header
-//! every pkt-line is side-band multiplexed, band 2 being progress text. The
-//! message is inserted right after that header. Other responses (protocol
-//! v0/v1, `ls-refs`, a response with no pack) pass through unchanged.
+//! A fetch response is pkt-lines, and once the pack starts every pkt-line
+//! is side-band multiplexed: its first payload byte is the band (1 data,
+//! 2 progress, 3 error). Protocol v2 announces that with a `packfile`
+//! section header; v0/v1 with side-band negotiated simply start sending
+//! banded lines after their `ACK`/`NAK` lines. Either way the message goes
+//! in as a band-2 line right before the first banded line. Nothing before
+//! it can start with a byte below 4 (`ACK`, `NAK`, `shallow`, section
+//! names, object ids are text). A response with no banded line — `ls-refs`,
+//! a ref advertisement, a v0 fetch without side-band whose raw `PACK` is not
+//! a pkt-line — passes through unchanged.
 
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +27,7 @@ use crate::pktline;
 const SEARCH_LIMIT: usize = 1 << 20;
 
 /// Rewrites the fetch response body to carry `message` on band 2.
-pub fn warn_in_v2_fetch(resp: Response<Body>, message: &str) -> Response<Body> {
+pub fn warn_in_fetch(resp: Response<Body>, message: &str) -> Response<Body> {
     let (parts, body) = resp.into_parts();
     let mut line = vec![2u8];
     line.extend_from_slice(message.as_bytes());
@@ -74,9 +80,8 @@ impl Injector {
             if at + len > buf.len() {
                 break;
             }
-            let payload = &buf[at + 4..at + len];
-            at += len;
-            if payload == b"packfile\n" {
+            let banded = matches!(buf.get(at + 4), Some(1..=3)) && len > 4;
+            if banded {
                 let mut out = BytesMut::from(&self.pending[..at]);
                 if let Some(ins) = self.insert.take() {
                     out.extend_from_slice(&ins);
@@ -86,6 +91,7 @@ impl Injector {
                 self.done = true;
                 return out.freeze();
             }
+            at += len;
         }
         if self.pending.len() > SEARCH_LIMIT {
             return self.give_up();

@@ -107,6 +107,26 @@ fn unreachable_upstream_serves_the_mirror_with_a_warning() {
         "{err}"
     );
     assert_eq!(w.git_ok(&dest, &["rev-parse", "HEAD"]), head);
+
+    // Protocol v0 (side-band negotiated) hears it too.
+    let dest = w.path("third");
+    let out = w.git(
+        w.dir.path(),
+        &[
+            "-c",
+            "protocol.version=0",
+            "clone",
+            &w.gate_url("app"),
+            dest.to_str().expect("utf-8"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("upstream unreachable; served from the gate's mirror"),
+        "v0: {err}"
+    );
+    assert_eq!(w.git_ok(&dest, &["rev-parse", "HEAD"]), head);
 }
 
 #[test]
