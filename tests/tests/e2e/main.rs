@@ -7,6 +7,7 @@
 mod approval;
 mod cli;
 mod compose;
+mod images;
 mod pipelock;
 mod upstream;
 
