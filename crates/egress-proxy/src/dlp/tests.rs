@@ -13,20 +13,22 @@ use super::{
 };
 
 /// An AWS access key id that is not a documented placeholder, built at run
-/// time so this file holds no secret-shaped literal.
+/// time so this file holds no secret-shaped literal. Its 16 characters are
+/// distinct (a seeded shuffle): with repeats, about 1 seed in 5000 falls
+/// under the rule's 3.0-bit entropy floor and the key is, rightly, not
+/// reported, which would make the property test below flaky.
 fn aws_key(seed: u64) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut alphabet = *b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut x = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
-    let tail: String = (0..16)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ALPHABET[(x >> 59) as usize] as char
-        })
-        .collect();
+    for i in (1..alphabet.len()).rev() {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        alphabet.swap(i, ((x >> 33) % (i as u64 + 1)) as usize);
+    }
+    let tail = std::str::from_utf8(&alphabet[..16]).expect("ASCII");
     format!("{}{tail}", "AKIA")
 }
 
