@@ -239,32 +239,18 @@ pub fn is_git_push(normalised_path: &str, query: Option<&str>) -> bool {
     false
 }
 
+/// Decodes a query component: `%XX` escapes and `+` as a space; invalid
+/// escapes stay as they are. Also what DLP scans the URL as.
+pub(crate) fn decode_query(raw: &[u8]) -> Vec<u8> {
+    let plus: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_encoding::percent_decode(&plus).collect()
+}
+
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&decode_query(s.as_bytes())).into_owned()
 }
 
 #[cfg(test)]

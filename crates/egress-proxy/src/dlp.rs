@@ -186,7 +186,7 @@ impl Dlp {
         if let Some(f) = self.scan(url).into_iter().next() {
             return Some(DlpHit::new(Place::Url, &f, f.offset, 1));
         }
-        let decoded = percent_decode(url);
+        let decoded = crate::decision::decode_query(url);
         if decoded != url
             && let Some(f) = self.scan(&decoded).into_iter().next()
         {
@@ -208,29 +208,6 @@ impl Dlp {
         }
         None
     }
-}
-
-/// Decodes `%XX` escapes and `+` (as in a query); invalid escapes stay.
-fn percent_decode(s: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'%' if i + 2 < s.len() => match (hex(s[i + 1]), hex(s[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    out
 }
 
 /// Where in the request a finding sits.

@@ -9,8 +9,8 @@ use proptest::prelude::*;
 
 use super::{
     BATCH, BoxError, Dlp, DlpAction, DlpBody, DlpError, DlpHit, DlpSettings, HOLD_BACK, Place,
-    percent_decode,
 };
+use crate::decision::decode_query as percent_decode;
 
 /// An AWS access key id that is not a documented placeholder, built at run
 /// time so this file holds no secret-shaped literal. Its 16 characters are
