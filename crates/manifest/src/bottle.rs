@@ -16,8 +16,8 @@ use crate::remotes::{
     parse_branch_rules,
 };
 use crate::routes::{
-    AuthScheme, Role, RouteTable, check_scheme_header, parse_header_name, parse_path_allowlist,
-    parse_roles, parse_scheme,
+    AuthScheme, DEFAULT_PORTS, Role, RouteTable, check_scheme_header, parse_header_name,
+    parse_path_allowlist, parse_ports, parse_roles, parse_scheme,
 };
 use crate::yaml::{Checker, KeyPath, MapView, Node, Value, did_you_mean};
 
@@ -97,6 +97,8 @@ pub struct EgressRoute {
     path_allowlist: Vec<PathPrefix>,
     auth: Option<EgressAuth>,
     roles: Vec<Role>,
+    ports: Vec<u16>,
+    allow_private: bool,
 }
 
 impl EgressRoute {
@@ -115,6 +117,14 @@ impl EgressRoute {
     /// Roles.
     pub fn roles(&self) -> &[Role] {
         &self.roles
+    }
+    /// Ports TLS requests may target (default `[443]`).
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+    /// Whether the upstream may resolve to a non-global address.
+    pub fn allow_private(&self) -> bool {
+        self.allow_private
     }
 }
 
@@ -338,7 +348,14 @@ impl Default for Bottle {
 
 const BOTTLE_KEYS: &[&str] = &["egress", "git", "supervise", "pipelock"];
 const EGRESS_KEYS: &[&str] = &["allowlist", "routes", "dlp_action", "allow_ip_literals"];
-const ROUTE_KEYS: &[&str] = &["host", "path_allowlist", "auth", "role"];
+const ROUTE_KEYS: &[&str] = &[
+    "host",
+    "path_allowlist",
+    "auth",
+    "role",
+    "ports",
+    "allow_private",
+];
 const AUTH_KEYS: &[&str] = &["scheme", "token_ref", "header"];
 const GIT_KEYS: &[&str] = &["name", "upstream", "auth", "branches"];
 const GIT_AUTH_KEYS: &[&str] = &["token_ref", "username"];
@@ -564,6 +581,14 @@ fn parse_route(
         .get("role")
         .map(|n| parse_roles(c, &path.key("role"), n))
         .unwrap_or_default();
+    let ports = m
+        .get("ports")
+        .map(|n| parse_ports(c, &path.key("ports"), n))
+        .unwrap_or_else(|| DEFAULT_PORTS.to_vec());
+    let allow_private = m
+        .get("allow_private")
+        .and_then(|n| c.boolean(&path.key("allow_private"), n))
+        .unwrap_or(false);
     if c.count() != before {
         return None;
     }
@@ -580,6 +605,8 @@ fn parse_route(
         path_allowlist,
         auth,
         roles,
+        ports,
+        allow_private,
     })
 }
 

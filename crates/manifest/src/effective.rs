@@ -153,6 +153,8 @@ pub fn effective_routes(
             path_allowlist: r.path_allowlist().to_vec(),
             auth,
             roles: r.roles().to_vec(),
+            ports: r.ports().to_vec(),
+            allow_private: r.allow_private(),
         });
     }
     RouteTable::new(table)

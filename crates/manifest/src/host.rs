@@ -7,9 +7,21 @@
 //! and `a.b.example.com`, never `barexample.com`. Both sides are lowercased
 //! and IDNA-normalised to punycode before comparison, so matching is
 //! case-insensitive and Unicode spellings cannot dodge a rule.
+//!
+//! Two kinds of pattern are refused because they hand the agent hosts that
+//! strangers control. A wildcard whose base is a public suffix, or has
+//! public suffixes below it, in the Public Suffix List (`*.github.io`,
+//! `*.co.uk`, `*.amazonaws.com`): anyone can register a name there. And a
+//! single-label name (`intranet`, `localhost`), which resolves through the
+//! proxy's search domains to whatever is local, except the bottle's own
+//! sidecars ([`SIDECAR_NAMES`]). The list is the `psl` crate's, compiled
+//! in: no file, no network.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
+
+/// Single-label names a pattern may use: the bottle's own sidecars.
+pub const SIDECAR_NAMES: &[&str] = &["egress", "git-gate", "supervise", "pipelock"];
 
 /// Whether IP literals may appear in a pattern.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +68,15 @@ pub enum HostError {
         "host {0:?} has an empty label (`..`, a leading dot or a trailing dot after a dot); expected labels separated by single dots"
     )]
     EmptyLabel(String),
+    #[error(
+        "host {0:?} is a wildcard over {1:?}, where anyone can register a name (it is, or contains, a public suffix); name the exact hosts instead, e.g. myproject.{1}"
+    )]
+    PublicSuffixWildcard(String, String),
+    #[error(
+        "host {0:?} is a single-label name, which resolves to whatever is local; use a fully qualified name (e.g. {0}.example.com); single labels are allowed only for the bottle's sidecars ({sidecars})",
+        sidecars = SIDECAR_NAMES.join(", ")
+    )]
+    SingleLabel(String),
     #[error("host {0:?} is not a valid DNS name: {1}")]
     Invalid(String, String),
 }
@@ -106,6 +127,12 @@ impl HostPattern {
                 raw.to_owned(),
                 "a wildcard needs at least two labels after `*.` (e.g. *.example.com), not a bare top-level domain".into(),
             ));
+        }
+        if wildcard && is_public_registry(&ascii) {
+            return Err(HostError::PublicSuffixWildcard(raw.to_owned(), ascii));
+        }
+        if !wildcard && !ascii.contains('.') && !SIDECAR_NAMES.contains(&ascii.as_str()) {
+            return Err(HostError::SingleLabel(raw.to_owned()));
         }
         Ok(Self {
             text: if wildcard {
@@ -196,6 +223,32 @@ impl fmt::Display for RequestHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// True when `base` is a public suffix (`github.io`, `co.uk`) or has
+/// public-suffix rules below it (`amazonaws.com`, whose `s3.amazonaws.com`
+/// is one), so `*.base` would cover names that strangers register.
+///
+/// The second question has no direct API: the list's lookup walks labels
+/// from the right and asks for the next label only while the list has
+/// rules below the labels matched so far. So we look up `base` plus one
+/// more (unmatchable) label and count how many labels the lookup took.
+fn is_public_registry(base: &str) -> bool {
+    use psl::Psl;
+    if psl::suffix(base.as_bytes()).is_some_and(|s| s.is_known() && s.as_bytes() == base.as_bytes())
+    {
+        return true;
+    }
+    let labels = base.split('.').count();
+    let mut taken = 0usize;
+    let probe: &[u8] = b"\x00";
+    let walk = base
+        .rsplit('.')
+        .map(str::as_bytes)
+        .chain(std::iter::once(probe))
+        .inspect(|_| taken += 1);
+    let _ = psl::List.find(walk);
+    taken > labels
 }
 
 fn reject_url_parts(raw: &str) -> Result<(), HostError> {

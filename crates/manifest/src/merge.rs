@@ -7,12 +7,19 @@
 //! assign, not the agent's. A route that already allows every path stays
 //! that way. Host comparison is on the normalised pattern, so it is
 //! case-insensitive.
+//!
+//! A proposal never carries `ports` or `allow_private`: a new route gets
+//! the defaults (port 443, global addresses only) and a known route keeps
+//! what the operator gave it. Reaching a private address or another port
+//! is an operator's edit, never an approval of the agent's request.
 
 use serde::{Deserialize, Serialize};
 
 use crate::host::{HostPattern, IpLiterals};
 use crate::path::PathPrefix;
-use crate::routes::{AuthScheme, Route, RouteAuth, RouteTable, TOKEN_ENV_PREFIX, token_env_name};
+use crate::routes::{
+    AuthScheme, Route, RouteAuth, RouteTable, TOKEN_ENV_PREFIX, has_path_parameter, token_env_name,
+};
 
 /// One operator token (`token_ref`, the operator's environment variable)
 /// mapped to the proxy-side slot variable that carries it.
@@ -71,6 +78,12 @@ impl ProposedRoute {
             .map_err(|e| ProposalError::Host(e.to_string()))?;
         let mut path_allowlist: Vec<PathPrefix> = Vec::new();
         for (i, p) in req.path_allowlist.iter().enumerate() {
+            if has_path_parameter(p) {
+                return Err(ProposalError::Path(
+                    i,
+                    format!("path prefix {p:?} contains a path parameter (`;`); write the prefix without it"),
+                ));
+            }
             let prefix = PathPrefix::parse(p).map_err(|e| ProposalError::Path(i, e.to_string()))?;
             if !path_allowlist.contains(&prefix) {
                 path_allowlist.push(prefix);
@@ -160,12 +173,11 @@ pub fn merge_route(table: &RouteTable, slots: &[TokenSlot], proposal: &ProposedR
                 header: None,
             }
         });
-        routes.push(Route {
-            host: proposal.host.clone(),
-            path_allowlist: proposal.path_allowlist.clone(),
-            auth,
-            roles: Vec::new(),
-        });
+        // Defaults only: port 443, global addresses only.
+        let mut route = Route::bare(proposal.host.clone());
+        route.path_allowlist = proposal.path_allowlist.clone();
+        route.auth = auth;
+        routes.push(route);
     }
     // Hosts stay unique (we only appended an absent one) and roles are
     // untouched, so construction cannot fail; fall back to the old table

@@ -15,7 +15,15 @@
 //!   - host: "*.anthropic.com"
 //!     auth: { header: x-api-key, token_env: EGRESS_TOKEN_2 }
 //!     roles: [claude_code_oauth]
+//!   - host: registry.internal.example
+//!     ports: [443, 8443]
+//!     allow_private: true
 //! ```
+//!
+//! `ports` (default `[443]`) lists the ports a TLS request may target;
+//! `allow_private` is the operator's opt-in to upstream addresses that are
+//! not globally routable (loopback, RFC 1918, link-local, …). Neither can
+//! come from an agent's proposal: [`crate::merge_route`] never sets them.
 
 use std::fmt;
 
@@ -29,6 +37,13 @@ use crate::yaml::{Checker, KeyPath, Node, Value, parse_document};
 
 /// The routes-file format version this crate reads and writes.
 pub const ROUTES_FILE_VERSION: u64 = 1;
+
+/// The ports a route allows when it names none: HTTPS only.
+pub const DEFAULT_PORTS: &[u16] = &[443];
+
+/// The port plain `http://` uses; a route without a credential accepts
+/// plain HTTP there (and on its listed ports).
+pub const PLAIN_HTTP_PORT: u16 = 80;
 
 /// Prefix of every token slot variable.
 pub const TOKEN_ENV_PREFIX: &str = "EGRESS_TOKEN_";
@@ -149,32 +164,61 @@ pub struct Route {
     pub auth: Option<RouteAuth>,
     /// Roles (see [`Role`]).
     pub roles: Vec<Role>,
+    /// Ports TLS requests may target: sorted, deduplicated, never empty
+    /// ([`DEFAULT_PORTS`] unless the operator listed others).
+    pub ports: Vec<u16>,
+    /// The operator's opt-in to upstream addresses that are not global
+    /// (private, loopback, link-local, …). Never set by a proposal.
+    pub allow_private: bool,
 }
 
 impl Route {
-    /// A bare-pass route: no auth, no path filter.
+    /// A bare-pass route: no auth, no path filter, port 443, global
+    /// addresses only.
     pub fn bare(host: HostPattern) -> Self {
         Self {
             host,
             path_allowlist: Vec::new(),
             auth: None,
             roles: Vec::new(),
+            ports: DEFAULT_PORTS.to_vec(),
+            allow_private: false,
         }
     }
 
     /// Whether a *normalised* request path passes this route's allowlist.
-    /// With an allowlist, encoded separators (`%2F`, `%5C`) never pass.
+    /// With an allowlist, encoded separators (`%2F`, `%5C`) and path
+    /// parameters (`;`, `%3B`) never pass: upstreams that strip
+    /// `;params` from segments would read `/a/..;/b` as `/b`, and ones that
+    /// decode `%2F` would re-open traversal, after our check.
     pub fn allows_path(&self, normalised_path: &str) -> bool {
         if self.path_allowlist.is_empty() {
             return true;
         }
-        if has_encoded_separator(normalised_path) {
+        if has_encoded_separator(normalised_path) || has_path_parameter(normalised_path) {
             return false;
         }
         self.path_allowlist
             .iter()
             .any(|p| p.allows(normalised_path))
     }
+
+    /// Whether TLS requests may go to `port`.
+    pub fn allows_port(&self, port: u16) -> bool {
+        self.ports.contains(&port)
+    }
+
+    /// Whether plain (unencrypted) HTTP may go to `port`: only on a route
+    /// without a credential, to port 80 or a listed port.
+    pub fn allows_plain_http(&self, port: u16) -> bool {
+        self.auth.is_none() && (port == PLAIN_HTTP_PORT || self.allows_port(port))
+    }
+}
+
+/// True when a path carries a segment parameter (`;` or its escape
+/// `%3B`), which some upstreams strip before routing.
+pub fn has_path_parameter(path: &str) -> bool {
+    path.contains(';') || path.to_ascii_uppercase().contains("%3B")
 }
 
 /// A validated route table. Hosts are unique; lookups prefer an exact
@@ -299,6 +343,13 @@ impl RouteTable {
                     out.push_str(&format!("      - {}\n", role.as_str()));
                 }
             }
+            if r.ports != DEFAULT_PORTS {
+                let ports: Vec<String> = r.ports.iter().map(u16::to_string).collect();
+                out.push_str(&format!("    ports: [{}]\n", ports.join(", ")));
+            }
+            if r.allow_private {
+                out.push_str("    allow_private: true\n");
+            }
         }
         out
     }
@@ -311,7 +362,8 @@ impl RouteTable {
     }
 
     /// The introspection view (`_egress.local/allowlist`): hosts, paths,
-    /// auth scheme/header, slot names and roles; never a token value.
+    /// ports, the private-address opt-in, auth scheme/header, slot names
+    /// and roles; never a token value.
     pub fn introspection(&self) -> serde_json::Value {
         let routes: Vec<serde_json::Value> = self
             .routes
@@ -321,6 +373,8 @@ impl RouteTable {
                     "host": r.host.as_str(),
                     "path_allowlist": r.path_allowlist.iter().map(PathPrefix::as_str).collect::<Vec<_>>(),
                     "roles": r.roles.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+                    "ports": r.ports,
+                    "allow_private": r.allow_private,
                 });
                 if let Some(a) = &r.auth {
                     v["auth"] = serde_json::json!({
@@ -402,7 +456,14 @@ fn parse_route(c: &mut Checker, path: &KeyPath, node: &Node) -> Option<Route> {
     let m = c.map(
         path,
         node,
-        &["host", "path_allowlist", "auth", "roles"],
+        &[
+            "host",
+            "path_allowlist",
+            "auth",
+            "roles",
+            "ports",
+            "allow_private",
+        ],
         &[],
     )?;
     let before = c.count();
@@ -426,6 +487,14 @@ fn parse_route(c: &mut Checker, path: &KeyPath, node: &Node) -> Option<Route> {
         .get("roles")
         .map(|n| parse_roles(c, &path.key("roles"), n))
         .unwrap_or_default();
+    let ports = m
+        .get("ports")
+        .map(|n| parse_ports(c, &path.key("ports"), n))
+        .unwrap_or_else(|| DEFAULT_PORTS.to_vec());
+    let allow_private = m
+        .get("allow_private")
+        .and_then(|n| c.boolean(&path.key("allow_private"), n))
+        .unwrap_or(false);
     if c.count() != before {
         return None;
     }
@@ -434,7 +503,45 @@ fn parse_route(c: &mut Checker, path: &KeyPath, node: &Node) -> Option<Route> {
         path_allowlist,
         auth,
         roles,
+        ports,
+        allow_private,
     })
+}
+
+/// Parses a `ports` list (shared with the manifest parser): 1–65535, at
+/// least one; returned sorted and deduplicated.
+pub(crate) fn parse_ports(c: &mut Checker, path: &KeyPath, node: &Node) -> Vec<u16> {
+    let Some(items) = c.seq(path, node, "port numbers, e.g. [443, 8443]") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match &item.value {
+            Value::Int(n) if (1..=65535).contains(n) => {
+                if let Ok(p) = u16::try_from(*n) {
+                    out.push(p);
+                }
+            }
+            other => c.error(
+                &path.index(i),
+                item,
+                format!(
+                    "{} is not a port; expected a number from 1 to 65535 (e.g. 443)",
+                    describe(other)
+                ),
+            ),
+        }
+    }
+    if items.is_empty() {
+        c.error(
+            path,
+            node,
+            "ports is empty; list at least one port (omit the key for the default [443])",
+        );
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Parses a `path_allowlist` list (shared with the manifest parser).
@@ -452,6 +559,14 @@ pub(crate) fn parse_path_allowlist(
         let Some(s) = c.string(&p, item, "an absolute path prefix") else {
             continue;
         };
+        if has_path_parameter(s) {
+            c.error(
+                &p,
+                item,
+                format!("path prefix {s:?} contains a path parameter (`;`); requests with one are refused on routes with a path allowlist, so write the prefix without it"),
+            );
+            continue;
+        }
         match PathPrefix::parse(s) {
             Ok(prefix) if !out.contains(&prefix) => out.push(prefix),
             Ok(_) => {}

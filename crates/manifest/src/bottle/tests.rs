@@ -505,3 +505,60 @@ fn dlp_exempts_the_claude_hosts_and_role_routes_only() {
     );
     assert_eq!(b.egress().dlp_action().as_str(), "block");
 }
+
+#[test]
+fn ports_and_private_opt_in_reach_the_routes_file() {
+    let b = bottle(
+        "egress:\n  allow_ip_literals: true\n  routes:\n    - {host: registry.corp.example, ports: [8443, 443, 8443], allow_private: true}\n    - {host: \"10.1.2.3\", allow_private: true}\n    - {host: api.example.com}\n",
+    )
+    .unwrap();
+    let r = &b.egress().routes()[0];
+    assert_eq!(r.ports(), &[443, 8443]);
+    assert!(r.allow_private());
+    let table = crate::routes::RouteTable::parse(&b.routes_file(), "routes.yaml").unwrap();
+    let find = |h: &str| {
+        table
+            .routes()
+            .iter()
+            .find(|r| r.host.as_str() == h)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(find("registry.corp.example").ports, vec![443, 8443]);
+    assert!(find("registry.corp.example").allow_private);
+    assert!(find("10.1.2.3").allow_private);
+    let plain = find("api.example.com");
+    assert_eq!(plain.ports, vec![443]);
+    assert!(!plain.allow_private);
+    // Defaults and the allowlist never opt in.
+    assert!(!find("api.anthropic.com").allow_private);
+}
+
+#[test]
+fn bad_ports_and_opt_in_values_say_what_is_valid() {
+    check_err(
+        "egress:\n  routes: [{host: a.example.com, ports: [0]}]\n",
+        &["routes[0].ports[0]", "0 is not a port", "1 to 65535"],
+    );
+    check_err(
+        "egress:\n  routes: [{host: a.example.com, ports: [70000]}]\n",
+        &["70000 is not a port"],
+    );
+    check_err(
+        "egress:\n  routes: [{host: a.example.com, ports: []}]\n",
+        &["ports is empty"],
+    );
+    check_err(
+        "egress:\n  routes: [{host: a.example.com, allow_private: yes please}]\n",
+        &["routes[0].allow_private"],
+    );
+    check_err(
+        "egress:\n  routes: [{host: a.example.com, path_allowlist: [\"/a;x/\"]}]\n",
+        &["path parameter"],
+    );
+    check_err(
+        "egress:\n  routes: [{host: \"*.github.io\"}]\n",
+        &["public suffix"],
+    );
+    check_err("egress:\n  allowlist: [intranet]\n", &["single-label"]);
+}

@@ -15,7 +15,11 @@ fn patterns_normalise() {
         ("*.Example.COM", "*.example.com"),
         ("example.com.", "example.com"),
         ("bücher.example", "xn--bcher-kva.example"),
-        ("localhost", "localhost"),
+        ("Git-Gate", "git-gate"),
+        ("egress", "egress"),
+        ("*.github.com", "*.github.com"),
+        ("*.s3.example.test", "*.s3.example.test"),
+        ("*.bucket.s3.amazonaws.com", "*.bucket.s3.amazonaws.com"),
     ];
     for (input, want) in cases {
         assert_eq!(pat(input).as_deref(), Ok(want), "{input}");
@@ -42,6 +46,14 @@ fn bad_patterns_say_why() {
         ("-a.com", "hyphen"),
         ("a_b.com", "not allowed"),
         ("1.2.3.999", "numeric"),
+        ("localhost", "single-label"),
+        ("intranet", "single-label"),
+        ("*.github.io", "public suffix"),
+        ("*.co.uk", "public suffix"),
+        ("*.amazonaws.com", "public suffix"),
+        ("*.s3.amazonaws.com", "public suffix"),
+        ("*.GitHubUserContent.com", "public suffix"),
+        ("*.herokuapp.com", "public suffix"),
     ];
     for (input, want) in cases {
         let err = pat(input).unwrap_err().to_string();

@@ -103,3 +103,51 @@ fn bad_proposals_are_precise() {
     assert!(e(req("a.com", vec![], "Digest", "T")).contains("expected Bearer, token or Basic"));
     assert!(e(req("a.com", vec![], "Bearer", "A-B")).starts_with("auth.token_ref"));
 }
+
+/// `allow_private` and `ports` are the operator's: no proposal sets them.
+#[test]
+fn proposals_never_open_private_addresses_or_other_ports() {
+    let base = "version: 1\nroutes:\n  - host: internal.example.com\n    path_allowlist: [/a/]\n    ports: [8443]\n    allow_private: true\n";
+    // A new host gets the defaults.
+    let m = merge_route(&table(base), &[], &proposal("new.example.com", &[], None));
+    let added = m.table.get(&proposal("new.example.com", &[], None).host).unwrap();
+    assert!(!added.allow_private);
+    assert_eq!(added.ports, vec![443]);
+    let added_lines = m.diff.lines().filter(|l| l.starts_with('+'));
+    assert!(!added_lines.clone().any(|l| l.contains("allow_private") || l.contains("ports")), "{}", m.diff);
+    // A known host keeps what the operator set; the proposal only widens paths.
+    let m = merge_route(
+        &table(base),
+        &[],
+        &proposal("internal.example.com", &["/b/"], None),
+    );
+    let kept = &m.table.routes()[0];
+    assert!(kept.allow_private);
+    assert_eq!(kept.ports, vec![8443]);
+    // The request type has no such field: an agent that sends one is refused.
+    for extra in [
+        r#""allow_private": true"#,
+        r#""ports": [22]"#,
+    ] {
+        let json = format!(r#"{{"host": "x.example.com", {extra}}}"#);
+        let err = serde_json::from_str::<EgressRequest>(&json).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}
+
+#[test]
+fn proposals_refuse_public_suffix_wildcards_and_path_parameters() {
+    let req = |host: &str, paths: &[&str]| {
+        ProposedRoute::from_request(&EgressRequest {
+            host: host.into(),
+            path_allowlist: paths.iter().map(|s| s.to_string()).collect(),
+            auth: None,
+        })
+    };
+    let e = req("*.github.io", &[]).unwrap_err().to_string();
+    assert!(e.contains("public suffix"), "{e}");
+    let e = req("intranet", &[]).unwrap_err().to_string();
+    assert!(e.contains("single-label"), "{e}");
+    let e = req("api.example.com", &["/a/..;/b"]).unwrap_err().to_string();
+    assert!(e.contains("path parameter"), "{e}");
+}

@@ -113,3 +113,76 @@ fn introspection_has_no_values() {
         "{j}"
     );
 }
+
+#[test]
+fn ports_and_allow_private_parse_render_and_show() {
+    let text = "version: 1\nroutes:\n  - host: a.example.com\n  - host: b.example.com\n    ports: [8443, 443]\n    allow_private: true\n";
+    let t = RouteTable::parse(text, "r").unwrap();
+    assert_eq!(t.routes()[0].ports, vec![443]);
+    assert!(!t.routes()[0].allow_private);
+    assert_eq!(t.routes()[1].ports, vec![443, 8443]);
+    assert!(t.routes()[1].allow_private);
+    let rendered = t.render();
+    assert!(!rendered.contains("ports: [443]\n"), "{rendered}");
+    assert!(rendered.contains("ports: [443, 8443]"), "{rendered}");
+    assert_eq!(RouteTable::parse(&rendered, "again").unwrap(), t);
+    let intro = t.introspection();
+    assert_eq!(intro["routes"][0]["allow_private"], false);
+    assert_eq!(intro["routes"][0]["ports"], serde_json::json!([443]));
+    assert_eq!(intro["routes"][1]["allow_private"], true);
+    assert_eq!(intro["routes"][1]["ports"], serde_json::json!([443, 8443]));
+    // The opt-in changes the version hash, so a reload that adds it shows.
+    let without = RouteTable::parse(&text.replace("    allow_private: true\n", ""), "r").unwrap();
+    assert_ne!(without.version_hash(), t.version_hash());
+}
+
+#[test]
+fn plain_http_and_ports() {
+    let t = RouteTable::parse(
+        "version: 1\nroutes:\n  - host: a.example.com\n  - host: b.example.com\n    ports: [8443]\n  - host: c.example.com\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }\n",
+        "r",
+    )
+    .unwrap();
+    let [a, b, c] = [&t.routes()[0], &t.routes()[1], &t.routes()[2]];
+    assert!(a.allows_port(443) && !a.allows_port(8443) && !a.allows_port(80));
+    assert!(a.allows_plain_http(80) && !a.allows_plain_http(8080));
+    assert!(b.allows_port(8443) && !b.allows_port(443));
+    assert!(b.allows_plain_http(80) && b.allows_plain_http(8443));
+    assert!(c.allows_port(443));
+    assert!(!c.allows_plain_http(80) && !c.allows_plain_http(443));
+}
+
+#[test]
+fn path_parameters_never_pass_an_allowlist() {
+    let t = RouteTable::parse(SAMPLE, "r").unwrap();
+    let r = &t.routes()[0];
+    for p in [
+        "/repos/acme/..;/other",
+        "/repos/acme;x/y",
+        "/repos/acme/x;y",
+        "/repos/acme/%3B/x",
+        "/repos/acme/..%3b/x",
+    ] {
+        assert!(!r.allows_path(p), "{p}");
+    }
+    // Without an allowlist every path is allowed anyway.
+    assert!(t.routes()[1].allows_path("/a;b"));
+}
+
+#[test]
+fn bad_ports_and_prefixes_in_a_routes_file() {
+    let err = RouteTable::parse(
+        "version: 1\nroutes:\n  - host: a.example.com\n    ports: [443, \"https\"]\n    allow_private: 1\n    path_allowlist: [\"/x;y/\"]\n",
+        "routes.yaml",
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "routes[0].ports[1]",
+        "is not a port",
+        "routes[0].allow_private",
+        "path parameter",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}

@@ -9,6 +9,14 @@ fn domain() -> impl Strategy<Value = String> {
     prop::collection::vec(label(), 2..4).prop_map(|l| l.join("."))
 }
 
+/// A domain a wildcard may cover: random labels can spell a public
+/// suffix (`co.uk`), which wildcards refuse; those are left out here.
+fn wildcard_base() -> impl Strategy<Value = String> {
+    domain().prop_filter("not a public registry", |d| {
+        HostPattern::parse(&format!("*.{d}"), IpLiterals::Reject).is_ok()
+    })
+}
+
 /// Text glued onto an apex without a dot (`bar` + `example.com`). Hyphens
 /// in the third and fourth place are left out: `xn--` + `example` is not
 /// valid punycode, and IDNA rightly rejects such a label before any
@@ -39,7 +47,7 @@ proptest! {
     }
 
     #[test]
-    fn wildcard_matches_apex_and_subdomains(d in domain(), subs in prop::collection::vec(label(), 0..3), m in prop::collection::vec(any::<bool>(), 1..8)) {
+    fn wildcard_matches_apex_and_subdomains(d in wildcard_base(), subs in prop::collection::vec(label(), 0..3), m in prop::collection::vec(any::<bool>(), 1..8)) {
         let pat = HostPattern::parse(&format!("*.{}", recase(&d, &m)), IpLiterals::Reject).unwrap();
         let mut host = subs.join(".");
         if !host.is_empty() { host.push('.'); }
@@ -48,7 +56,7 @@ proptest! {
     }
 
     #[test]
-    fn wildcard_never_crosses_a_label_boundary(d in domain(), glue in glue(), sub in proptest::option::of(label())) {
+    fn wildcard_never_crosses_a_label_boundary(d in wildcard_base(), glue in glue(), sub in proptest::option::of(label())) {
         // `glue` is glued onto the apex without a dot: barexample.com
         let pat = HostPattern::parse(&format!("*.{d}"), IpLiterals::Reject).unwrap();
         let mut host = String::new();
@@ -67,6 +75,29 @@ proptest! {
         let exact = HostPattern::parse(&d, IpLiterals::Reject).unwrap();
         let h = RequestHost::parse(&format!("{sub}.{d}")).unwrap();
         prop_assert!(!exact.matches(&h));
+    }
+
+    #[test]
+    fn wildcards_over_public_suffixes_are_refused(
+        suffix in prop::sample::select(vec!["github.io", "co.uk", "herokuapp.com", "s3.amazonaws.com", "amazonaws.com", "appspot.com", "com.au", "blogspot.com"]),
+        name in "[a-z][a-z0-9]{2,8}",
+        m in prop::collection::vec(any::<bool>(), 1..8),
+    ) {
+        let refused = HostPattern::parse(&format!("*.{}", recase(suffix, &m)), IpLiterals::Reject);
+        prop_assert!(matches!(refused, Err(manifest::HostError::PublicSuffixWildcard(..))), "{suffix}: {refused:?}");
+        // Exact names under it are fine: one registrant each.
+        let exact = format!("{name}.{suffix}");
+        prop_assert!(HostPattern::parse(&exact, IpLiterals::Reject).is_ok(), "{}", exact);
+    }
+
+    #[test]
+    fn single_labels_are_refused_except_sidecars(l in label(), m in prop::collection::vec(any::<bool>(), 1..8)) {
+        let r = HostPattern::parse(&recase(&l, &m), IpLiterals::Reject);
+        if manifest::host::SIDECAR_NAMES.contains(&l.as_str()) {
+            prop_assert!(r.is_ok());
+        } else {
+            prop_assert!(matches!(r, Err(manifest::HostError::SingleLabel(_))), "{l}: {r:?}");
+        }
     }
 
     #[test]

@@ -7,12 +7,32 @@ use proptest::prelude::*;
 fn segment() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec![
         "repos", "acme", "acmeevil", "other", "x", "", ".", "..", "%2e", "%2E%2e", "%2e%2e",
-        ".%2e", "%2F", "%2f..", "%5C", "%61cme", "a%2Fb", "...", "~", "%7E",
+        ".%2e", "%2F", "%2f..", "%5C", "%61cme", "a%2Fb", "...", "~", "%7E", "..;", "..;x",
+        "acme;x", ";", ".;", "%3B", "..%3b", "repos;a=b",
     ])
 }
 
 fn raw_path() -> impl Strategy<Value = String> {
     prop::collection::vec(segment(), 0..8).prop_map(|s| format!("/{}", s.join("/")))
+}
+
+/// How a parameter-stripping upstream reads a path: each segment cut at
+/// `;` (or `%3B`), then dot segments resolved.
+fn strip_params(p: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for seg in p.split('/').filter(|s| !s.is_empty()) {
+        let upper = seg.to_ascii_uppercase();
+        let cut = [seg.find(';'), upper.find("%3B")].into_iter().flatten().min();
+        let seg = &seg[..cut.unwrap_or(seg.len())];
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s.to_owned()),
+        }
+    }
+    format!("/{}", out.join("/"))
 }
 
 fn segments(p: &str) -> Vec<&str> {
@@ -24,12 +44,8 @@ proptest! {
 
     #[test]
     fn nothing_escapes_a_prefix(raw in raw_path(), prefix in prop::sample::select(vec!["/repos/acme", "/repos/acme/", "/repos", "/"])) {
-        let route = Route {
-            host: HostPattern::parse("api.example.com", IpLiterals::Reject).unwrap(),
-            path_allowlist: vec![PathPrefix::parse(prefix).unwrap()],
-            auth: None,
-            roles: vec![],
-        };
+        let mut route = Route::bare(HostPattern::parse("api.example.com", IpLiterals::Reject).unwrap());
+        route.path_allowlist = vec![PathPrefix::parse(prefix).unwrap()];
         if let Ok(norm) = normalize_path(&raw)
             && route.allows_path(&norm)
         {
@@ -41,6 +57,11 @@ proptest! {
                 prop_assert!(ns.len() >= ps.len() && ns[..ps.len()] == ps[..], "{raw} -> {norm} passed {prefix}");
                 prop_assert!(!ns.iter().any(|s| *s == "." || *s == ".."), "{norm}");
                 prop_assert!(!norm.to_ascii_uppercase().contains("%2F") && !norm.to_ascii_uppercase().contains("%5C"), "{norm}");
+                // An upstream that strips `;params` from segments (Tomcat,
+                // Spring) must see a path under the prefix too.
+                let stripped = strip_params(&norm);
+                let ss = segments(&stripped);
+                prop_assert!(ss.len() >= ps.len() && ss[..ps.len()] == ps[..], "{raw} -> {norm} reads as {stripped} upstream, outside {prefix}");
             }
         }
     }

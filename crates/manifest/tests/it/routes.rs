@@ -38,14 +38,20 @@ fn auth() -> impl Strategy<Value = Option<RouteAuth>> {
 fn table() -> impl Strategy<Value = RouteTable> {
     (
         prop::collection::vec(
-            (host(), prop::collection::vec(prefix(), 0..3), auth()),
+            (
+                host(),
+                prop::collection::vec(prefix(), 0..3),
+                auth(),
+                prop::collection::vec(1..=65535u16, 0..3),
+                any::<bool>(),
+            ),
             0..8,
         ),
         any::<prop::sample::Index>(),
     )
         .prop_map(|(raw, oauth)| {
             let mut routes: Vec<Route> = Vec::new();
-            for (host, mut paths, auth) in raw {
+            for (host, mut paths, auth, mut ports, allow_private) in raw {
                 if routes.iter().any(|r| r.host == host) {
                     continue;
                 }
@@ -56,11 +62,18 @@ fn table() -> impl Strategy<Value = RouteTable> {
                         uniq.push(p);
                     }
                 }
+                ports.sort_unstable();
+                ports.dedup();
+                if ports.is_empty() {
+                    ports = manifest::routes::DEFAULT_PORTS.to_vec();
+                }
                 routes.push(Route {
                     host,
                     path_allowlist: uniq,
                     auth,
                     roles: vec![],
+                    ports,
+                    allow_private,
                 });
             }
             if !routes.is_empty() {
