@@ -17,6 +17,7 @@
 //! not decided on.
 #![forbid(unsafe_code)]
 
+pub mod addr;
 pub mod allowlist;
 pub mod ca;
 pub mod config;

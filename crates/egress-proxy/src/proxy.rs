@@ -31,10 +31,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::addr::AddressPolicy;
 use crate::allowlist::Allowlist;
 use crate::ca::CertAuthority;
 use crate::config::{Config, Limits};
-use crate::decision::{DECISION_HEADER, Decision, MAGIC_HOST, Magic, Refusal, Target, decide};
+use crate::decision::{DECISION_HEADER, Decision, MAGIC_HOST, Magic, Target, decide};
 use crate::dlp::{Dlp, DlpAction, DlpBody, DlpHit, Place};
 use crate::stream::{IdleTimeout, Prefixed};
 use crate::upstream::{ConnectError, Connector, split_host_port};
@@ -48,7 +49,11 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 pub struct Proxy {
     allowlist: Arc<Allowlist>,
     ca: CertAuthority,
+    /// Upstream connections to global addresses only.
     client: Client<Connector, ProxyBody>,
+    /// For routes with `allow_private`: a separate pool, so a connection
+    /// to an inside address is never reused by a route without the opt-in.
+    client_private: Client<Connector, ProxyBody>,
     limits: Limits,
     dlp: Arc<Dlp>,
 }
@@ -56,25 +61,36 @@ pub struct Proxy {
 impl Proxy {
     /// Builds the proxy from a validated configuration.
     pub fn new(cfg: Config) -> Arc<Self> {
-        let connector = Connector::new(
-            cfg.resolver,
-            cfg.upstream_tls,
-            cfg.upstream_proxy,
-            cfg.limits.connect_timeout,
-        );
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
-            .build(connector);
+        let client = |policy| {
+            let connector = Connector::new(
+                cfg.resolver.clone(),
+                cfg.upstream_tls.clone(),
+                cfg.upstream_proxy.clone(),
+                cfg.limits.connect_timeout,
+                policy,
+            );
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_idle_timeout(std::time::Duration::from_secs(90))
+                .pool_max_idle_per_host(64)
+                .build(connector)
+        };
         Arc::new(Self {
+            client: client(AddressPolicy::GlobalOnly),
+            client_private: client(AddressPolicy::AllowPrivate),
             allowlist: cfg.allowlist,
             ca: cfg.ca,
-            client,
             limits: cfg.limits,
             dlp: cfg.dlp,
         })
+    }
+
+    fn client(&self, policy: AddressPolicy) -> &Client<Connector, ProxyBody> {
+        match policy {
+            AddressPolicy::GlobalOnly => &self.client,
+            AddressPolicy::AllowPrivate => &self.client_private,
+        }
     }
 
     /// The live route table (for reloads and status).
@@ -502,7 +518,17 @@ async fn handle_inner(
             .get(header::HOST)
             .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()),
     };
-    if let Some(claimed) = claimed {
+    let Some(claimed) = claimed else {
+        return bad_request(
+            peer,
+            &req,
+            &format!(
+                "the request has no Host header; HTTP/1.1 requires one, and inside a tunnel it must name the CONNECT host ({})",
+                origin.authority()
+            ),
+        );
+    };
+    {
         let ok = split_host_port(&claimed, origin.port).is_some_and(|(h, p)| {
             p == origin.port && RequestHost::parse(&h).is_ok_and(|rh| rh == origin.request_host)
         });
@@ -550,6 +576,7 @@ async fn forward(
     let query = req.uri().query().map(str::to_owned);
     let target = Target {
         scheme: origin.scheme,
+        port: origin.port,
         host: &origin.host,
         request_host: &origin.request_host,
         method: method.as_str(),
@@ -569,7 +596,7 @@ async fn forward(
         bytes_out: 0,
         started,
     };
-    let (route, path_and_query, inject) = match decide(&table, &target) {
+    let (route, path_and_query, inject, policy) = match decide(&table, &target) {
         Decision::Magic(m) => {
             let (status, body) = magic(&ctx.proxy, m);
             fields.decision = "introspection";
@@ -592,12 +619,7 @@ async fn forward(
             fields.reason = Some(r.code());
             fields.status = r.status().as_u16();
             fields.bytes_out = body.len() as u64;
-            if let Refusal::PathNotAllowed { route, .. }
-            | Refusal::TokenMissing { route, .. }
-            | Refusal::TokenInvalid { route, .. } = &r
-            {
-                fields.route = Some(route);
-            }
+            fields.route = r.route();
             log_line(&fields);
             return text(r.status(), r.label(), body);
         }
@@ -605,7 +627,14 @@ async fn forward(
             route,
             path_and_query,
             inject,
-        } => (route.host.to_string(), path_and_query, inject),
+        } => {
+            let policy = if route.allow_private {
+                AddressPolicy::AllowPrivate
+            } else {
+                AddressPolicy::GlobalOnly
+            };
+            (route.host.to_string(), path_and_query, inject, policy)
+        }
     };
 
     let uri = match format!(
@@ -681,7 +710,7 @@ async fn forward(
     );
     drop(table);
     let limit = ctx.proxy.limits.response_timeout;
-    let answer = tokio::time::timeout(limit, ctx.proxy.client.request(upstream_req)).await;
+    let answer = tokio::time::timeout(limit, ctx.proxy.client(policy).request(upstream_req)).await;
     let mut resp = match answer {
         Ok(Ok(r)) => r,
         failed => {
@@ -691,6 +720,20 @@ async fn forward(
                 let body = dlp_message(&method, &origin, &raw_path, hit);
                 log.finish("deny", Some("dlp-blocked"), 403);
                 log.bytes_out.store(body.len() as u64, Ordering::Relaxed);
+                return text(StatusCode::FORBIDDEN, "deny", body);
+            }
+            if let Ok(Err(e)) = &failed
+                && let Some(reason) = not_global(e)
+            {
+                let body = format!(
+                    "egress-proxy: refused {method} {}://{}{raw_path}\nreason: {reason}; the proxy connects only to global addresses, and route {} does not allow private ones\nremedy: this host points inside a private network (or at this machine); only the operator can allow that (allow_private: true on the route); the egress-block tool cannot\n",
+                    origin.scheme,
+                    origin.authority(),
+                    log.route,
+                );
+                log.finish("deny", Some("private-address"), 403);
+                log.bytes_out.store(body.len() as u64, Ordering::Relaxed);
+                tracing::warn!(client = %peer, host = %origin.request_host, reason = %reason, decision = "deny", "upstream address is not global; refused");
                 return text(StatusCode::FORBIDDEN, "deny", body);
             }
             let reason = match failed {
@@ -792,6 +835,18 @@ fn magic(proxy: &Proxy, m: Magic) -> (StatusCode, String) {
             serde_json::json!({"error": "unknown endpoint; the proxy answers GET /allowlist and GET /status"}).to_string(),
         ),
     }
+}
+
+/// The refusal text when the connector refused a non-global address.
+fn not_global(e: &hyper_util::client::legacy::Error) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(c @ ConnectError::NotGlobal { .. }) = err.downcast_ref::<ConnectError>() {
+            return Some(c.to_string());
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// The most specific reason in an upstream error chain.

@@ -56,10 +56,14 @@ impl Resolver for SystemResolver {
 }
 
 /// A resolver that knows only a fixed map and never asks DNS: unknown names
-/// fail. Tests map their fake hosts to 127.0.0.1 with it.
+/// fail. Tests map their fake hosts to 127.0.0.1 with it, and (with
+/// [`StaticResolver::with_ports`]) the standard ports 443 and 80 to the
+/// ports their local upstream listens on, so the proxy sees the ports an
+/// agent would use.
 #[derive(Clone, Debug, Default)]
 pub struct StaticResolver {
     map: HashMap<String, IpAddr>,
+    ports: HashMap<u16, u16>,
 }
 
 impl StaticResolver {
@@ -70,13 +74,22 @@ impl StaticResolver {
                 .into_iter()
                 .map(|(k, v)| (k.into().to_ascii_lowercase(), v))
                 .collect(),
+            ports: HashMap::new(),
         }
+    }
+
+    /// Answers a lookup for port `from` with port `to` (like curl's
+    /// `--connect-to`).
+    pub fn with_ports(mut self, pairs: impl IntoIterator<Item = (u16, u16)>) -> Self {
+        self.ports.extend(pairs);
+        self
     }
 }
 
 impl Resolver for StaticResolver {
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
         let found = literal_or_override(&self.map, host);
+        let port = self.ports.get(&port).copied().unwrap_or(port);
         let host = host.to_owned();
         Box::pin(async move {
             match found {

@@ -4,6 +4,14 @@
 //!
 //! Failures are classified (DNS, refused, timeout, proxy, TLS verify) so the
 //! 502 the agent reads says what went wrong.
+//!
+//! SSRF: a direct connection resolves the name **once**, checks every
+//! address against the connector's [`AddressPolicy`] and dials only the
+//! [`Vetted`] addresses that came out of that one check; there is no second
+//! lookup for DNS rebinding to race. Through a parent proxy the parent
+//! resolves names (it must enforce its own address policy; pipelock does);
+//! IP-literal targets are still checked here, and the parent's own address
+//! is the operator's configuration, never checked.
 
 use std::fmt;
 use std::io;
@@ -23,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::addr::{AddressPolicy, NonGlobal, Vetted, vet};
 use crate::resolve::Resolver;
 
 /// An upstream (parent) proxy reached with `CONNECT`, e.g. pipelock.
@@ -169,6 +178,10 @@ pub enum ConnectError {
     TlsVerify { host: String, detail: String },
     #[error("TLS handshake with {host} failed: {detail}")]
     Tls { host: String, detail: String },
+    /// The target resolved to an address the route may not reach. The
+    /// proxy answers 403 for this one, not 502: it is policy.
+    #[error("{host} resolves to {addr}")]
+    NotGlobal { host: String, addr: NonGlobal },
 }
 
 /// Builds the upstream TLS client config: system roots (when asked; an
@@ -200,12 +213,15 @@ pub fn client_tls(
 }
 
 /// The connector hyper's client pool calls for every new upstream connection.
+/// One connector (and so one pool) per [`AddressPolicy`]: a connection
+/// opened for a route with `allow_private` is never reused by one without.
 #[derive(Clone)]
 pub struct Connector {
     resolver: Arc<dyn Resolver>,
     tls: TlsConnector,
     proxy: Option<Arc<UpstreamProxy>>,
     connect_timeout: Duration,
+    policy: AddressPolicy,
 }
 
 impl fmt::Debug for Connector {
@@ -213,23 +229,27 @@ impl fmt::Debug for Connector {
         f.debug_struct("Connector")
             .field("proxy", &self.proxy)
             .field("connect_timeout", &self.connect_timeout)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
 
 impl Connector {
-    /// A connector with this resolver, trust and optional parent proxy.
+    /// A connector with this resolver, trust, optional parent proxy and
+    /// address policy.
     pub fn new(
         resolver: Arc<dyn Resolver>,
         tls: Arc<ClientConfig>,
         proxy: Option<UpstreamProxy>,
         connect_timeout: Duration,
+        policy: AddressPolicy,
     ) -> Self {
         Self {
             resolver,
             tls: TlsConnector::from(tls),
             proxy: proxy.map(Arc::new),
             connect_timeout,
+            policy,
         }
     }
 
@@ -271,24 +291,34 @@ impl Connector {
 
     async fn tcp(&self, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
         match &self.proxy {
-            None => self.dial(host, port).await,
+            None => {
+                let vetted = self.resolve_vetted(host, port).await?;
+                dial(host, port, &vetted).await
+            }
             Some(p) => {
-                let mut s = self
-                    .dial(&p.host, p.port)
-                    .await
-                    .map_err(|e| ConnectError::Proxy {
-                        proxy: p.to_string(),
-                        host: host.to_owned(),
-                        port,
-                        detail: e.to_string(),
+                // The parent resolves names; a literal we can check here.
+                if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+                    vet(&[SocketAddr::new(ip, port)], self.policy).map_err(|addr| {
+                        ConnectError::NotGlobal {
+                            host: host.to_owned(),
+                            addr,
+                        }
                     })?;
+                }
+                let mut s = self.dial_parent(p).await.map_err(|e| ConnectError::Proxy {
+                    proxy: p.to_string(),
+                    host: host.to_owned(),
+                    port,
+                    detail: e.to_string(),
+                })?;
                 proxy_connect(&mut s, p, host, port).await?;
                 Ok(s)
             }
         }
     }
 
-    async fn dial(&self, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
+    /// The one resolution of a connection decision, checked whole.
+    async fn resolve_vetted(&self, host: &str, port: u16) -> Result<Vec<Vetted>, ConnectError> {
         let addrs: Vec<SocketAddr> =
             self.resolver
                 .resolve(host, port)
@@ -297,22 +327,45 @@ impl Connector {
                     host: host.to_owned(),
                     detail: e.to_string(),
                 })?;
-        let mut last = None;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    return Ok(s);
-                }
-                Err(e) => last = Some(format!("{addr}: {e}")),
-            }
-        }
-        Err(ConnectError::Connect {
+        vet(&addrs, self.policy).map_err(|addr| ConnectError::NotGlobal {
             host: host.to_owned(),
-            port,
-            detail: last.unwrap_or_else(|| "no addresses".into()),
+            addr,
         })
     }
+
+    /// The parent proxy is the operator's configuration (usually a sidecar
+    /// on a private network): its address is not subject to the policy.
+    async fn dial_parent(&self, p: &UpstreamProxy) -> Result<TcpStream, ConnectError> {
+        let addrs =
+            self.resolver
+                .resolve(&p.host, p.port)
+                .await
+                .map_err(|e| ConnectError::Dns {
+                    host: p.host.clone(),
+                    detail: e.to_string(),
+                })?;
+        let operator_configured = vet(&addrs, AddressPolicy::AllowPrivate).unwrap_or_default();
+        dial(&p.host, p.port, &operator_configured).await
+    }
+}
+
+/// Connects to the first vetted address that answers.
+async fn dial(host: &str, port: u16, addrs: &[Vetted]) -> Result<TcpStream, ConnectError> {
+    let mut last = None;
+    for addr in addrs.iter().map(|v| v.addr()) {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last = Some(format!("{addr}: {e}")),
+        }
+    }
+    Err(ConnectError::Connect {
+        host: host.to_owned(),
+        port,
+        detail: last.unwrap_or_else(|| "no addresses".into()),
+    })
 }
 
 async fn proxy_connect(

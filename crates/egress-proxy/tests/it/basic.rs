@@ -9,14 +9,20 @@ pub const ROUTES: &str = r#"
 version: 1
 routes:
   - host: api.test
+    allow_private: true
   - host: paths.test
+    allow_private: true
     path_allowlist: [/allowed/]
   - host: "*.wild.test"
+    allow_private: true
   - host: auth.test
+    allow_private: true
     auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }
   - host: key.test
+    allow_private: true
     auth: { header: x-api-key, token_env: EGRESS_TOKEN_2 }
   - host: notoken.test
+    allow_private: true
     auth: { scheme: token, token_env: EGRESS_TOKEN_3 }
 "#;
 
@@ -41,10 +47,7 @@ async fn allowed_host_is_forwarded_over_connect_and_absolute_form() {
     let j = r.json();
     assert_eq!(j["path"], "/echo");
     assert_eq!(j["query"], "x=1");
-    assert_eq!(
-        j["headers"]["host"][0],
-        format!("api.test:{}", w.upstream.tls_port)
-    );
+    assert_eq!(j["headers"]["host"][0], "api.test");
     assert!(j["headers"].get("proxy-connection").is_none());
 
     // Plain http:// in absolute form.
@@ -177,11 +180,22 @@ async fn token_is_injected_and_client_value_dropped() {
         serde_json::json!([TOKEN2])
     );
 
-    // Plain http gets the same treatment.
+    // Plain http never carries the credential: refused before connecting.
+    let before = w
+        .upstream
+        .state
+        .requests
+        .load(std::sync::atomic::Ordering::SeqCst);
     let r = curl(&p, ca, &[&w.http("auth.test", "/echo")]).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("only sent inside TLS"), "{}", r.body);
+    assert!(!r.body.contains(TOKEN1));
     assert_eq!(
-        r.json()["headers"]["authorization"],
-        serde_json::json!([format!("Bearer {TOKEN1}")])
+        w.upstream
+            .state
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        before
     );
 
     // Bare routes never receive a token, and the client's header passes.
@@ -266,7 +280,7 @@ async fn introspection_lists_routes_without_secrets() {
 #[tokio::test]
 async fn domain_fronting_is_refused() {
     let (w, p) = setup().await;
-    let port = w.upstream.tls_port;
+    let port = 443;
     // Host header naming another host inside an allowed tunnel.
     let mut send = tunnel_client(p.addr, "api.test", port, &w.proxy_ca).await;
     let (status, decision, body) = get(&mut send, &format!("auth.test:{port}"), "/echo").await;
@@ -326,7 +340,9 @@ async fn domain_fronting_is_refused() {
 async fn ip_literal_routes_and_leaves() {
     let w = World::new().await;
     let p = w
-        .proxy(ProxyOpts::new("version: 1\nroutes:\n  - host: 127.0.0.1\n"))
+        .proxy(ProxyOpts::new(
+            "version: 1\nroutes:\n  - host: 127.0.0.1\n    allow_private: true\n",
+        ))
         .await;
     let ca = &w.proxy_ca.cert_path;
     // The leaf for an IP CONNECT carries an IP SAN; curl verifies it.

@@ -83,9 +83,26 @@ fn base_cmd(w: &World, routes: &PathBuf) -> Command {
     c
 }
 
+/// The spawned binary resolves with `--resolve` (names only), so its
+/// routes list the upstream's real TLS port and URLs name it.
+fn with_upstream_port(w: &World, routes: &str) -> String {
+    routes.replace(
+        "allow_private: true\n",
+        &format!(
+            "allow_private: true\n    ports: [{}]\n",
+            w.upstream.tls_port
+        ),
+    )
+}
+
+/// `https://host:<upstream TLS port>/path` for the spawned binary.
+fn tls_url(w: &World, host: &str, path: &str) -> String {
+    format!("https://{host}:{}{path}", w.upstream.tls_port)
+}
+
 async fn spawn(w: &World, routes: &str) -> Spawned {
     let path = w.path("bin-routes.yaml");
-    std::fs::write(&path, routes).unwrap();
+    std::fs::write(&path, with_upstream_port(w, routes)).unwrap();
     let mut child = base_cmd(w, &path)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -135,14 +152,18 @@ async fn dummy_handle(w: &World, addr: SocketAddr) -> TestProxy {
 #[tokio::test]
 async fn sighup_reloads_and_sigterm_drains() {
     let w = World::new().await;
-    let routes = "version: 1\nroutes:\n  - host: api.test\n  - host: auth.test\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }\n";
+    let routes = "version: 1\nroutes:\n  - host: api.test\n    allow_private: true\n  - host: auth.test\n    allow_private: true\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }\n";
     let mut s = spawn(&w, routes).await;
     let ca = &w.proxy_ca.cert_path;
     let p = &s.handle;
     let r = curl(
         p,
         ca,
-        &[&w.https("auth.test", "/echo?token=should-not-be-logged")],
+        &[&tls_url(
+            &w,
+            "auth.test",
+            "/echo?token=should-not-be-logged",
+        )],
     )
     .await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -151,14 +172,23 @@ async fn sighup_reloads_and_sigterm_drains() {
         format!("Bearer {SECRET}")
     );
     assert_eq!(
-        curl(p, ca, &[&w.https("new.test", "/echo")]).await.status,
+        curl(p, ca, &[&tls_url(&w, "new.test", "/echo")])
+            .await
+            .status,
         403
     );
     let v1 = curl(p, ca, &["http://_egress.local/status"]).await.json()["version"].clone();
 
     // Valid file + SIGHUP → the new route works.
     let path = w.path("bin-routes.yaml");
-    std::fs::write(&path, format!("{routes}  - host: new.test\n")).unwrap();
+    std::fs::write(
+        &path,
+        with_upstream_port(
+            &w,
+            &format!("{routes}  - host: new.test\n    allow_private: true\n"),
+        ),
+    )
+    .unwrap();
     s.signal("HUP");
     let v2 = poll_until("reload to take effect", || async {
         let v = curl(p, ca, &["http://_egress.local/status"]).await.json()["version"].clone();
@@ -166,7 +196,9 @@ async fn sighup_reloads_and_sigterm_drains() {
     })
     .await;
     assert_eq!(
-        curl(p, ca, &[&w.https("new.test", "/echo")]).await.status,
+        curl(p, ca, &[&tls_url(&w, "new.test", "/echo")])
+            .await
+            .status,
         200
     );
 
@@ -183,7 +215,9 @@ async fn sighup_reloads_and_sigterm_drains() {
     let st = curl(p, ca, &["http://_egress.local/status"]).await.json();
     assert_eq!(st["version"], v2);
     assert_eq!(
-        curl(p, ca, &[&w.https("new.test", "/echo")]).await.status,
+        curl(p, ca, &[&tls_url(&w, "new.test", "/echo")])
+            .await
+            .status,
         200
     );
 
@@ -225,13 +259,19 @@ async fn sighup_reloads_and_sigterm_drains() {
 #[tokio::test]
 async fn hundred_megabytes_each_way_with_bounded_memory() {
     let w = World::new().await;
-    let s = spawn(&w, "version: 1\nroutes:\n  - host: api.test\n").await;
+    let s = spawn(
+        &w,
+        "version: 1\nroutes:\n  - host: api.test\n    allow_private: true\n",
+    )
+    .await;
     let ca = &w.proxy_ca.cert_path;
     let p = &s.handle;
     let n: u64 = 100 * 1024 * 1024;
     // Warm up: one small request, then take the baseline.
     assert_eq!(
-        curl(p, ca, &[&w.https("api.test", "/echo")]).await.status,
+        curl(p, ca, &[&tls_url(&w, "api.test", "/echo")])
+            .await
+            .status,
         200
     );
     let (base_hwm, _) = rss_kb(s.pid());
@@ -244,7 +284,7 @@ async fn hundred_megabytes_each_way_with_bounded_memory() {
             "/dev/null",
             "-w",
             "%{size_download}",
-            &w.https("api.test", &format!("/bytes/{n}")),
+            &tls_url(&w, "api.test", &format!("/bytes/{n}")),
         ],
     )
     .await;
@@ -264,7 +304,7 @@ async fn hundred_megabytes_each_way_with_bounded_memory() {
         &[
             "-T",
             file.to_str().unwrap(),
-            &w.https("api.test", "/upload"),
+            &tls_url(&w, "api.test", "/upload"),
         ],
     )
     .await;
@@ -294,7 +334,7 @@ async fn bad_files_exit_nonzero_before_binding() {
     let bad_routes = w.path("bad-routes.yaml");
     std::fs::write(
         &bad_routes,
-        "version: 1\nroutes:\n  - host: \"http://x.test\"\n",
+        "version: 1\nroutes:\n  - host: \"http://x.test\"\n    allow_private: true\n",
     )
     .unwrap();
     let garbage = w.path("garbage.pem");

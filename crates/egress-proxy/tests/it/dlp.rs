@@ -12,8 +12,11 @@ const ROUTES: &str = r#"
 version: 1
 routes:
   - host: api.test
+    allow_private: true
   - host: "*.wild.test"
+    allow_private: true
   - host: auth.test
+    allow_private: true
     auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }
 "#;
 

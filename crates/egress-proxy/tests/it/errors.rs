@@ -6,29 +6,32 @@ use tokio::net::TcpStream;
 
 use crate::support::*;
 
-fn routes(down_port: u16) -> String {
-    let _ = down_port;
-    "version: 1\nroutes:\n  - host: api.test\n  - host: down.test\n  - host: nodns.test\n  - host: new.test\n".to_owned()
+const ROUTES: &str = "version: 1\nroutes:\n  - host: api.test\n    allow_private: true\n  - host: down.test\n    allow_private: true\n  - host: nodns.test\n    allow_private: true\n  - host: new.test\n    allow_private: true\n";
+
+fn routes(_unused: u16) -> String {
+    ROUTES.to_owned()
 }
 
 #[tokio::test]
 async fn upstream_failures_are_502_with_the_reason() {
     let w = World::new().await;
-    let p = w.proxy(ProxyOpts::new(&routes(0))).await;
-    let ca = &w.proxy_ca.cert_path;
     // Refused: a port nobody listens on.
     let dead = free_port();
+    let other = TestCa::new(w.dir.path(), "other");
+    let rogue = Upstream::start(&other, &["new.test"]).await;
+    let plain = w.upstream.plain_port;
+    let routes = format!(
+        "version: 1\nroutes:\n  - host: api.test\n    allow_private: true\n    ports: [443, {plain}]\n  - host: down.test\n    allow_private: true\n    ports: [{dead}]\n  - host: nodns.test\n    allow_private: true\n  - host: new.test\n    allow_private: true\n    ports: [{}]\n",
+        rogue.tls_port
+    );
+    let p = w.proxy(ProxyOpts::new(&routes)).await;
+    let ca = &w.proxy_ca.cert_path;
     let r = curl(&p, ca, &[&format!("https://down.test:{dead}/x")]).await;
     assert_eq!(r.status, 502, "{r:?}");
     assert_eq!(r.header("x-egress-decision"), Some("error"));
     assert!(r.body.contains("connecting to down.test"), "{}", r.body);
     // DNS: a routed name the resolver does not know.
-    let r = curl(
-        &p,
-        ca,
-        &[&format!("https://nodns.test:{}/x", w.upstream.tls_port)],
-    )
-    .await;
+    let r = curl(&p, ca, &["https://nodns.test/x"]).await;
     assert_eq!(r.status, 502, "{r:?}");
     assert!(
         r.body.contains("DNS lookup of nodns.test failed"),
@@ -36,8 +39,6 @@ async fn upstream_failures_are_502_with_the_reason() {
         r.body
     );
     // TLS verify: upstream cert signed by a CA the proxy does not trust.
-    let other = TestCa::new(w.dir.path(), "other");
-    let rogue = Upstream::start(&other, &["new.test"]).await;
     let r = curl(&p, ca, &[&format!("https://new.test:{}/x", rogue.tls_port)]).await;
     assert_eq!(r.status, 502, "{r:?}");
     assert!(r.body.contains("failed verification"), "{}", r.body);
@@ -114,7 +115,7 @@ async fn tunnel_that_is_neither_tls_nor_http_is_closed() {
         .requests
         .load(std::sync::atomic::Ordering::SeqCst);
     let mut tcp = TcpStream::connect(p.addr).await.unwrap();
-    let port = w.upstream.tls_port;
+    let port = 443;
     tcp.write_all(
         format!("CONNECT api.test:{port} HTTP/1.1\r\nHost: api.test:{port}\r\n\r\n").as_bytes(),
     )
@@ -214,7 +215,9 @@ async fn connection_cap_answers_503() {
 async fn graceful_shutdown_lets_in_flight_requests_finish() {
     let w = World::new().await;
     let mut p = w
-        .proxy(ProxyOpts::new("version: 1\nroutes:\n  - host: api.test\n"))
+        .proxy(ProxyOpts::new(
+            "version: 1\nroutes:\n  - host: api.test\n    allow_private: true\n",
+        ))
         .await;
     let mut child = curl_cmd(&p, &w.proxy_ca.cert_path)
         .arg("-N")
@@ -260,7 +263,8 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
 #[tokio::test]
 async fn idle_and_handshake_timeouts_close_connections() {
     let w = World::new().await;
-    let mut o = ProxyOpts::new("version: 1\nroutes:\n  - host: api.test\n");
+    let mut o =
+        ProxyOpts::new("version: 1\nroutes:\n  - host: api.test\n    allow_private: true\n");
     o.limits.idle_timeout = std::time::Duration::from_millis(300);
     o.limits.header_read_timeout = std::time::Duration::from_millis(300);
     o.limits.tls_handshake_timeout = std::time::Duration::from_millis(300);
@@ -272,7 +276,7 @@ async fn idle_and_handshake_timeouts_close_connections() {
     assert!(r.is_ok(), "silent client must be closed by the proxy");
     // A tunnel that never starts its handshake is closed.
     let mut tcp = TcpStream::connect(p.addr).await.unwrap();
-    let port = w.upstream.tls_port;
+    let port = 443;
     tcp.write_all(
         format!("CONNECT api.test:{port} HTTP/1.1\r\nHost: api.test:{port}\r\n\r\n").as_bytes(),
     )
@@ -295,7 +299,8 @@ async fn idle_and_handshake_timeouts_close_connections() {
 #[tokio::test]
 async fn silent_upstream_gets_502_after_the_response_timeout() {
     let w = World::new().await;
-    let mut o = ProxyOpts::new("version: 1\nroutes:\n  - host: api.test\n");
+    let mut o =
+        ProxyOpts::new("version: 1\nroutes:\n  - host: api.test\n    allow_private: true\n");
     o.limits.response_timeout = std::time::Duration::from_millis(300);
     let p = w.proxy(o).await;
     let r = curl(&p, &w.proxy_ca.cert_path, &[&w.https("api.test", "/hang")]).await;

@@ -42,7 +42,7 @@ async fn git_clone_is_allowed_and_push_is_blocked() {
     let w = World::new().await;
     let p = w
         .proxy(ProxyOpts::new(
-            "version: 1\nroutes:\n  - host: git.test\n    path_allowlist: [/repo.git/]\n",
+            "version: 1\nroutes:\n  - host: git.test\n    allow_private: true\n    path_allowlist: [/repo.git/]\n",
         ))
         .await;
     let root = w.path("srv");

@@ -7,10 +7,12 @@ use crate::support::*;
 async fn reload_valid_then_invalid() {
     let w = World::new().await;
     let p = w
-        .proxy(ProxyOpts::new("version: 1\nroutes:\n  - host: api.test\n"))
+        .proxy(ProxyOpts::new(
+            "version: 1\nroutes:\n  - host: api.test\n    allow_private: true\n",
+        ))
         .await;
     let ca = &w.proxy_ca.cert_path;
-    let port = w.upstream.tls_port;
+    let port = 443;
     let v1 = p.proxy.allowlist().current().version().to_owned();
 
     // An open keep-alive tunnel before the reload.
@@ -24,7 +26,7 @@ async fn reload_valid_then_invalid() {
 
     std::fs::write(
         &p.routes_path,
-        "version: 1\nroutes:\n  - host: api.test\n  - host: new.test\n",
+        "version: 1\nroutes:\n  - host: api.test\n    allow_private: true\n  - host: new.test\n    allow_private: true\n",
     )
     .unwrap();
     let v2 = p.proxy.reload().unwrap();
@@ -43,7 +45,7 @@ async fn reload_valid_then_invalid() {
     // Invalid: the old table stays, /status explains.
     std::fs::write(
         &p.routes_path,
-        "version: 1\nroutes:\n  - host: api.test\n    bogus_key: 1\n",
+        "version: 1\nroutes:\n  - host: api.test\n    allow_private: true\n    bogus_key: 1\n",
     )
     .unwrap();
     let err = p.proxy.reload().unwrap_err().to_string();
@@ -78,7 +80,11 @@ async fn reload_valid_then_invalid() {
     );
 
     // Fixed again: the error clears.
-    std::fs::write(&p.routes_path, "version: 1\nroutes:\n  - host: api.test\n").unwrap();
+    std::fs::write(
+        &p.routes_path,
+        "version: 1\nroutes:\n  - host: api.test\n    allow_private: true\n",
+    )
+    .unwrap();
     let v3 = p.proxy.reload().unwrap();
     assert_eq!(v3, v1);
     let s = curl(&p, ca, &["http://_egress.local/status"]).await.json();
@@ -99,7 +105,7 @@ async fn reload_rereads_token_variables() {
     let p = w.proxy(o).await;
     std::fs::write(
         &p.routes_path,
-        "version: 1\nroutes:\n  - host: auth.test\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }\n",
+        "version: 1\nroutes:\n  - host: auth.test\n    allow_private: true\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }\n",
     )
     .unwrap();
     p.proxy.reload().unwrap();
@@ -118,7 +124,7 @@ async fn a_token_file_added_later_is_read_by_the_next_reload() {
     let tokens = w.path("tokens");
     std::fs::create_dir(&tokens).unwrap();
     let mut o = ProxyOpts::new(
-        "version: 1\nroutes:\n  - host: auth.test\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_2 }\n",
+        "version: 1\nroutes:\n  - host: auth.test\n    allow_private: true\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_2 }\n",
     );
     o.env = vec![("EGRESS_TOKEN_1", "from-env")];
     o.tokens_dir = Some(tokens.clone());
@@ -142,7 +148,7 @@ async fn a_token_file_added_later_is_read_by_the_next_reload() {
     std::fs::write(tokens.join("EGRESS_TOKEN_1"), "file-wins").unwrap();
     std::fs::write(
         &p.routes_path,
-        "version: 1\nroutes:\n  - host: auth.test\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }\n",
+        "version: 1\nroutes:\n  - host: auth.test\n    allow_private: true\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }\n",
     )
     .unwrap();
     p.proxy.reload().unwrap();

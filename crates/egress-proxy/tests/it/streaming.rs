@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::support::*;
 
-const ROUTES: &str = "version: 1\nroutes:\n  - host: api.test\n";
+const ROUTES: &str = "version: 1\nroutes:\n  - host: api.test\n    allow_private: true\n";
 
 #[tokio::test]
 async fn sse_first_event_arrives_before_the_stream_ends() {
@@ -145,7 +145,7 @@ async fn large_download_and_upload_stream_in_process() {
 async fn websocket_upgrade_passes_after_the_decision() {
     let w = World::new().await;
     let p = w.proxy(ProxyOpts::new(ROUTES)).await;
-    let port = w.upstream.tls_port;
+    let port = 443;
     let before = w.upstream.state.requests.load(Ordering::SeqCst);
     // Denied host: the upgrade never reaches an upstream.
     let mut send = tunnel_client(p.addr, "denied.test", port, &w.proxy_ca).await;
@@ -185,7 +185,7 @@ async fn websocket_upgrade_passes_after_the_decision() {
 async fn keep_alive_reuses_one_tunnel_for_many_requests() {
     let w = World::new().await;
     let p = w.proxy(ProxyOpts::new(ROUTES)).await;
-    let port = w.upstream.tls_port;
+    let port = 443;
     let mut send = tunnel_client(p.addr, "api.test", port, &w.proxy_ca).await;
     for i in 0..20 {
         let (status, _, body) = get(

@@ -513,12 +513,17 @@ impl<'a> ProxyOpts<'a> {
     }
 }
 
-pub fn resolver() -> Arc<StaticResolver> {
-    Arc::new(StaticResolver::new(
-        HOSTS
-            .iter()
-            .map(|h| (h.to_string(), IpAddr::V4(Ipv4Addr::LOCALHOST))),
-    ))
+/// Every test host at 127.0.0.1; ports 443 and 80 lead to the upstream's
+/// TLS and plain listeners, so requests use the ports an agent would.
+pub fn resolver(up: &Upstream) -> Arc<StaticResolver> {
+    Arc::new(
+        StaticResolver::new(
+            HOSTS
+                .iter()
+                .map(|h| (h.to_string(), IpAddr::V4(Ipv4Addr::LOCALHOST))),
+        )
+        .with_ports([(443, up.tls_port), (80, up.plain_port)]),
+    )
 }
 
 /// Everything one test needs: a tempdir, the two CAs and the upstream.
@@ -569,7 +574,12 @@ impl World {
             dlp: opts.dlp,
             tokens_dir: opts.tokens_dir,
         };
-        let cfg = Config::load(&settings, Arc::new(MapEnv::new(opts.env)), resolver()).unwrap();
+        let cfg = Config::load(
+            &settings,
+            Arc::new(MapEnv::new(opts.env)),
+            resolver(&self.upstream),
+        )
+        .unwrap();
         let proxy = Proxy::new(cfg);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -584,14 +594,15 @@ impl World {
         }
     }
 
-    /// `https://host:<tls port>/path`.
+    /// `https://host/path` (port 443, which the proxy's resolver maps to
+    /// the upstream's TLS port).
     pub fn https(&self, host: &str, path: &str) -> String {
-        format!("https://{host}:{}{path}", self.upstream.tls_port)
+        format!("https://{host}{path}")
     }
 
-    /// `http://host:<plain port>/path`.
+    /// `http://host/path` (port 80, mapped to the upstream's plain port).
     pub fn http(&self, host: &str, path: &str) -> String {
-        format!("http://{host}:{}{path}", self.upstream.plain_port)
+        format!("http://{host}{path}")
     }
 }
 

@@ -22,7 +22,7 @@ print("egress-block" in r.text)
 async fn python_requests_through_the_proxy() {
     let w = World::new().await;
     let mut o = ProxyOpts::new(
-        "version: 1\nroutes:\n  - host: auth.test\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }\n",
+        "version: 1\nroutes:\n  - host: auth.test\n    allow_private: true\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }\n",
     );
     o.env = vec![("EGRESS_TOKEN_1", "py-token")];
     let p = w.proxy(o).await;
