@@ -12,5 +12,6 @@ mod dlp;
 mod errors;
 mod git;
 mod reload;
+mod ssrf;
 mod streaming;
 mod third_client;

@@ -108,6 +108,16 @@ impl TestCa {
         Arc::new(cfg)
     }
 
+    /// A leaf for `names` (DNS names or IP addresses) as PEM: (cert, key).
+    pub fn leaf_pem(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     pub fn cert_der(&self) -> CertificateDer<'static> {
         CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap()
     }
