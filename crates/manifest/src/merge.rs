@@ -81,7 +81,9 @@ impl ProposedRoute {
             if has_path_parameter(p) {
                 return Err(ProposalError::Path(
                     i,
-                    format!("path prefix {p:?} contains a path parameter (`;`); write the prefix without it"),
+                    format!(
+                        "path prefix {p:?} contains a path parameter (`;`); write the prefix without it"
+                    ),
                 ));
             }
             let prefix = PathPrefix::parse(p).map_err(|e| ProposalError::Path(i, e.to_string()))?;

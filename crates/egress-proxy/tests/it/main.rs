@@ -9,6 +9,7 @@ mod basic;
 mod binary;
 mod chain;
 mod dlp;
+mod doors;
 mod errors;
 mod git;
 mod reload;

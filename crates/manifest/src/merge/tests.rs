@@ -110,11 +110,20 @@ fn proposals_never_open_private_addresses_or_other_ports() {
     let base = "version: 1\nroutes:\n  - host: internal.example.com\n    path_allowlist: [/a/]\n    ports: [8443]\n    allow_private: true\n";
     // A new host gets the defaults.
     let m = merge_route(&table(base), &[], &proposal("new.example.com", &[], None));
-    let added = m.table.get(&proposal("new.example.com", &[], None).host).unwrap();
+    let added = m
+        .table
+        .get(&proposal("new.example.com", &[], None).host)
+        .unwrap();
     assert!(!added.allow_private);
     assert_eq!(added.ports, vec![443]);
     let added_lines = m.diff.lines().filter(|l| l.starts_with('+'));
-    assert!(!added_lines.clone().any(|l| l.contains("allow_private") || l.contains("ports")), "{}", m.diff);
+    assert!(
+        !added_lines
+            .clone()
+            .any(|l| l.contains("allow_private") || l.contains("ports")),
+        "{}",
+        m.diff
+    );
     // A known host keeps what the operator set; the proposal only widens paths.
     let m = merge_route(
         &table(base),
@@ -125,10 +134,7 @@ fn proposals_never_open_private_addresses_or_other_ports() {
     assert!(kept.allow_private);
     assert_eq!(kept.ports, vec![8443]);
     // The request type has no such field: an agent that sends one is refused.
-    for extra in [
-        r#""allow_private": true"#,
-        r#""ports": [22]"#,
-    ] {
+    for extra in [r#""allow_private": true"#, r#""ports": [22]"#] {
         let json = format!(r#"{{"host": "x.example.com", {extra}}}"#);
         let err = serde_json::from_str::<EgressRequest>(&json).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
@@ -148,6 +154,8 @@ fn proposals_refuse_public_suffix_wildcards_and_path_parameters() {
     assert!(e.contains("public suffix"), "{e}");
     let e = req("intranet", &[]).unwrap_err().to_string();
     assert!(e.contains("single-label"), "{e}");
-    let e = req("api.example.com", &["/a/..;/b"]).unwrap_err().to_string();
+    let e = req("api.example.com", &["/a/..;/b"])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("path parameter"), "{e}");
 }

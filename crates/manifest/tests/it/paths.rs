@@ -6,9 +6,34 @@ use proptest::prelude::*;
 /// encoded forms, empty segments, encoded separators and look-alikes.
 fn segment() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec![
-        "repos", "acme", "acmeevil", "other", "x", "", ".", "..", "%2e", "%2E%2e", "%2e%2e",
-        ".%2e", "%2F", "%2f..", "%5C", "%61cme", "a%2Fb", "...", "~", "%7E", "..;", "..;x",
-        "acme;x", ";", ".;", "%3B", "..%3b", "repos;a=b",
+        "repos",
+        "acme",
+        "acmeevil",
+        "other",
+        "x",
+        "",
+        ".",
+        "..",
+        "%2e",
+        "%2E%2e",
+        "%2e%2e",
+        ".%2e",
+        "%2F",
+        "%2f..",
+        "%5C",
+        "%61cme",
+        "a%2Fb",
+        "...",
+        "~",
+        "%7E",
+        "..;",
+        "..;x",
+        "acme;x",
+        ";",
+        ".;",
+        "%3B",
+        "..%3b",
+        "repos;a=b",
     ])
 }
 
@@ -22,7 +47,10 @@ fn strip_params(p: &str) -> String {
     let mut out: Vec<String> = Vec::new();
     for seg in p.split('/').filter(|s| !s.is_empty()) {
         let upper = seg.to_ascii_uppercase();
-        let cut = [seg.find(';'), upper.find("%3B")].into_iter().flatten().min();
+        let cut = [seg.find(';'), upper.find("%3B")]
+            .into_iter()
+            .flatten()
+            .min();
         let seg = &seg[..cut.unwrap_or(seg.len())];
         match seg {
             "" | "." => {}
