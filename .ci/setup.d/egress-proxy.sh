@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# egress-proxy integration tests drive the proxy with curl, git (clone via
-# git http-backend, which ships with git) and Python `requests` as a third
-# HTTP stack. curl and git come from 00-base.sh; this adds python3-requests.
+# egress-proxy integration tests drive the proxy with real clients: curl and
+# git (00-base.sh), Python `requests` and `websocket-client`, Node (Debian's
+# nodejs) for uploads, and iproute2 (`ip netns`) for the SSRF test, which
+# runs the proxy in a network namespace with private addresses on its
+# loopback.
 set -euo pipefail
-if python3 -c 'import requests' >/dev/null 2>&1; then
-  exit 0
+apt_need=()
+command -v node >/dev/null || apt_need+=(nodejs)
+command -v ip >/dev/null || apt_need+=(iproute2)
+py_ok() { python3 -c 'import requests, websocket' >/dev/null 2>&1; }
+if ! py_ok; then
+  apt_need+=(python3 python3-requests python3-websocket)
 fi
-if command -v apt-get >/dev/null; then
+if [ ${#apt_need[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-requests
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_need[@]}"
 fi
-# A python3 that is not the system one (pyenv, venv) may still lack it.
-if ! python3 -c 'import requests' >/dev/null 2>&1; then
-  python3 -m pip install --quiet requests || python3 -m pip install --quiet --break-system-packages requests
+# A python3 that is not the system one (pyenv, venv) may still lack them.
+if ! py_ok; then
+  python3 -m pip install --quiet requests websocket-client \
+    || python3 -m pip install --quiet --break-system-packages requests websocket-client
 fi
-python3 -c 'import requests'
+py_ok
+node --version >/dev/null
+ip netns list >/dev/null

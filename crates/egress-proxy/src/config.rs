@@ -37,6 +37,9 @@ pub struct Limits {
     /// Time an upstream has to send its response head once the request is
     /// sent; after it the client gets a 502 instead of waiting forever.
     pub response_timeout: Duration,
+    /// Largest WebSocket message (and frame) held for inspection; larger
+    /// ones close the socket with 1009.
+    pub ws_max_message_bytes: usize,
 }
 
 impl Default for Limits {
@@ -49,6 +52,7 @@ impl Default for Limits {
             max_connections: 1024,
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(180),
+            ws_max_message_bytes: 1 << 20,
         }
     }
 }

@@ -28,6 +28,8 @@ pub mod proxy;
 pub mod resolve;
 pub mod stream;
 pub mod upstream;
+pub mod ws;
+pub mod ws_scan;
 
 pub use allowlist::{Allowlist, LoadError, LoadedTable};
 pub use ca::{CaError, CertAuthority};

@@ -89,6 +89,11 @@ struct Args {
     /// after it the client gets a 502.
     #[arg(long, env = "EGRESS_RESPONSE_TIMEOUT", default_value = "180s", value_parser = parse_duration)]
     response_timeout: Duration,
+    /// Largest WebSocket message (and frame) the agent may send: each is
+    /// held and scanned whole before it is forwarded; larger ones close
+    /// the socket (1009).
+    #[arg(long, env = "EGRESS_WS_MAX_MESSAGE_BYTES", default_value_t = Limits::default().ws_max_message_bytes)]
+    ws_max_message_bytes: usize,
     /// Concurrent client connections; more are answered 503 and closed.
     #[arg(long, env = "EGRESS_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
     max_connections: usize,
@@ -205,6 +210,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
             max_connections: args.max_connections,
             connect_timeout: args.connect_timeout,
             response_timeout: args.response_timeout,
+            ws_max_message_bytes: args.ws_max_message_bytes,
         },
         dlp: DlpSettings {
             action: args.dlp_action,

@@ -39,6 +39,8 @@ use crate::decision::{DECISION_HEADER, Decision, MAGIC_HOST, Magic, Target, deci
 use crate::dlp::{Dlp, DlpAction, DlpBody, DlpHit, Place};
 use crate::stream::{IdleTimeout, Prefixed};
 use crate::upstream::{ConnectError, Connector, split_host_port};
+use crate::ws::{self, WsLimits};
+use crate::ws_scan::DlpMessages;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type on both legs.
@@ -652,6 +654,21 @@ async fn forward(
         }
     };
     let wants_upgrade = is_upgrade(req.headers());
+    if wants_upgrade && let Some(token) = non_websocket_upgrade(req.headers()) {
+        drop(table);
+        let body = format!(
+            "egress-proxy: refused {method} {}://{}{raw_path}\nreason: only WebSocket upgrades are forwarded (their frames are inspected); `Upgrade: {token}` would switch to a protocol the proxy cannot police (h2c would skip the path allowlist)\nremedy: send the request without the Upgrade header (plain HTTP/1.1 works), or use a WebSocket\n",
+            origin.scheme,
+            origin.authority()
+        );
+        fields.route = Some(&route);
+        fields.decision = "deny";
+        fields.reason = Some("upgrade-refused");
+        fields.status = 403;
+        fields.bytes_out = body.len() as u64;
+        log_line(&fields);
+        return text(StatusCode::FORBIDDEN, "deny", body);
+    }
     let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     sanitize_request(&mut parts.headers, wants_upgrade);
@@ -759,30 +776,42 @@ async fn forward(
     log.finish("allow", None, status.as_u16());
 
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
+        if let Some(client_upgrade) = client_upgrade
+            && !resp
+                .headers()
+                .contains_key(header::SEC_WEBSOCKET_EXTENSIONS)
+        {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             let (parts, _) = resp.into_parts();
             let log = log.clone();
+            let scanner =
+                DlpMessages::new(ctx.proxy.dlp.clone(), log.host.clone(), log.path.clone());
+            let limits = WsLimits {
+                max_frame: ctx.proxy.limits.ws_max_message_bytes as u64,
+                max_message: ctx.proxy.limits.ws_max_message_bytes,
+            };
             ctx.tasks.spawn(async move {
                 let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await)
                 else {
                     tracing::debug!(client = %peer, "upgrade did not complete on both sides");
                     return;
                 };
-                let mut client = TokioIo::new(client);
-                let mut upstream = TokioIo::new(upstream);
-                if let Ok((to_up, to_client)) =
-                    tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                {
-                    log.bytes_in.fetch_add(to_up, Ordering::Relaxed);
-                    log.bytes_out.fetch_add(to_client, Ordering::Relaxed);
+                let (to_up, to_client, closed) =
+                    ws::relay(TokioIo::new(client), TokioIo::new(upstream), &scanner, limits)
+                        .await;
+                log.bytes_in.fetch_add(to_up, Ordering::Relaxed);
+                log.bytes_out.fetch_add(to_client, Ordering::Relaxed);
+                if let Some(close) = closed {
+                    log.finish("deny", Some("websocket-closed"), 101);
+                    tracing::warn!(client = %peer, host = %log.host, code = close.code, reason = %close.reason, "WebSocket closed by the proxy");
                 }
             });
             let mut out = Response::from_parts(parts, empty());
             strip_hop_by_hop(out.headers_mut(), true);
             return out;
         }
-        // An upstream 101 nobody asked for cannot be relayed safely.
+        // An upstream 101 nobody asked for, or one that negotiated an
+        // extension we did not offer, cannot be relayed safely.
         log.finish("error", Some("unexpected-101"), 502);
         return text(
             StatusCode::BAD_GATEWAY,
@@ -873,6 +902,17 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// The upgrade token when it is anything but exactly `websocket`.
+fn non_websocket_upgrade(h: &HeaderMap) -> Option<String> {
+    let tokens: Vec<String> = h
+        .get_all(header::UPGRADE)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    let only_websocket = tokens.len() == 1 && tokens[0].trim().eq_ignore_ascii_case("websocket");
+    (!only_websocket).then(|| tokens.join(", "))
+}
+
 fn is_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(header::UPGRADE)
         && h.get_all(header::CONNECTION)
@@ -922,6 +962,9 @@ fn sanitize_request(h: &mut HeaderMap, keep_upgrade: bool) {
     // body was first read; the upstream leg streams the body directly.
     h.remove(header::EXPECT);
     h.remove(header::HOST);
+    // No WebSocket extension is offered: frames stay uncompressed, so the
+    // inspector reads what the agent sends (see `ws`).
+    h.remove(header::SEC_WEBSOCKET_EXTENSIONS);
 }
 
 fn empty() -> ProxyBody {

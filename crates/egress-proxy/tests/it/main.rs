@@ -16,3 +16,4 @@ mod reload;
 mod ssrf;
 mod streaming;
 mod third_client;
+mod websocket;

@@ -172,13 +172,23 @@ async fn websocket_upgrade_passes_after_the_decision() {
     assert_eq!(resp.headers()["upgrade"], "websocket");
     let upgraded = hyper::upgrade::on(resp).await.unwrap();
     let mut io = hyper_util::rt::TokioIo::new(upgraded);
-    io.write_all(b"ping-through-proxy").await.unwrap();
-    let mut buf = [0u8; 18];
+    // A masked text frame (the raw echo upstream sends the same bytes back).
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | 18];
+    frame.extend_from_slice(&mask);
+    frame.extend(
+        b"ping-through-proxy"
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4]),
+    );
+    io.write_all(&frame).await.unwrap();
+    let mut buf = vec![0u8; frame.len()];
     tokio::time::timeout(DEADLINE, io.read_exact(&mut buf))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(&buf, b"ping-through-proxy");
+    assert_eq!(buf, frame);
 }
 
 #[tokio::test]

@@ -132,6 +132,10 @@ pub struct UpstreamState {
     /// aborted request) and whether the body ended cleanly.
     pub collected: std::sync::Mutex<std::collections::HashMap<String, Collected>>,
     pub git_root: std::sync::Mutex<Option<PathBuf>>,
+    /// Messages the `/ws-echo` WebSocket received (unmasked), in order.
+    pub ws_messages: std::sync::Mutex<Vec<Vec<u8>>>,
+    /// `Sec-WebSocket-Extensions` values seen on upgrade requests.
+    pub ws_extensions: std::sync::Mutex<Vec<String>>,
 }
 
 /// What `/collect/<name>` received.
@@ -326,6 +330,9 @@ async fn upstream_handler(
         }
         return Response::new(full(format!("received {n}")));
     }
+    if path == "/ws-echo" && req.headers().contains_key("sec-websocket-key") {
+        return ws_echo(state, req);
+    }
     if path == "/ws" && req.headers().contains_key("upgrade") {
         let up = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
@@ -378,6 +385,105 @@ async fn upstream_handler(
     resp.headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
     resp
+}
+
+/// A minimal RFC 6455 server: records every message and echoes it back
+/// as `echo: <message>`.
+fn ws_echo(state: Arc<UpstreamState>, mut req: Request<Incoming>) -> Response<TestBody> {
+    for v in req.headers().get_all("sec-websocket-extensions") {
+        state
+            .ws_extensions
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
+    let key = req.headers()["sec-websocket-key"].as_bytes().to_vec();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(&key);
+    ctx.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let accept = base64(ctx.finish().as_ref());
+    let up = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(u) = up.await else { return };
+        let mut io = TokioIo::new(u);
+        let mut buf: Vec<u8> = Vec::new();
+        let mut message: Vec<u8> = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            while let Ok(Some(h)) = egress_proxy::ws::parse_header(&buf) {
+                let end = h.header_len + h.payload_len as usize;
+                if buf.len() < end {
+                    break;
+                }
+                let mut p = buf[h.header_len..end].to_vec();
+                if let Some(m) = h.mask {
+                    egress_proxy::ws::unmask(&mut p, m, 0);
+                }
+                buf.drain(..end);
+                match h.opcode {
+                    8 => {
+                        let _ = io.write_all(&[0x88, 0]).await;
+                        return;
+                    }
+                    9 => {
+                        let mut pong = vec![0x8a, p.len() as u8];
+                        pong.extend_from_slice(&p);
+                        let _ = io.write_all(&pong).await;
+                    }
+                    10 => {}
+                    _ => {
+                        message.extend_from_slice(&p);
+                        if h.fin {
+                            let m = std::mem::take(&mut message);
+                            state.ws_messages.lock().unwrap().push(m.clone());
+                            let mut reply = b"echo: ".to_vec();
+                            reply.extend_from_slice(&m);
+                            let mut frame = vec![0x81];
+                            if reply.len() < 126 {
+                                frame.push(reply.len() as u8);
+                            } else {
+                                frame.push(126);
+                                frame.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+                            }
+                            frame.extend_from_slice(&reply);
+                            if io.write_all(&frame).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            match io.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert("upgrade", "websocket".parse().unwrap());
+    h.insert("connection", "upgrade".parse().unwrap());
+    h.insert("sec-websocket-accept", accept.parse().unwrap());
+    resp
+}
+
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in input.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn tokio_stream_from<T: Send + 'static>(
