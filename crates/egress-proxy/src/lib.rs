@@ -23,6 +23,7 @@ pub mod ca;
 pub mod config;
 pub mod decision;
 pub mod dlp;
+pub mod drain;
 pub mod env;
 pub mod proxy;
 pub mod resolve;

@@ -37,6 +37,7 @@ use crate::ca::CertAuthority;
 use crate::config::{Config, Limits};
 use crate::decision::{DECISION_HEADER, Decision, MAGIC_HOST, Magic, Target, decide};
 use crate::dlp::{Dlp, DlpAction, DlpBody, DlpHit, Place};
+use crate::drain::ClientBody;
 use crate::stream::{IdleTimeout, Prefixed};
 use crate::upstream::{ConnectError, Connector, split_host_port};
 use crate::ws::{self, WsLimits};
@@ -301,7 +302,18 @@ impl Origin {
     }
 }
 
+/// The client's request with its body wrapped so that a refusal mid-upload
+/// still reaches the client (see [`crate::drain`]).
+fn client_request(req: Request<Incoming>) -> Request<ClientBody> {
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    req.map(|b| ClientBody::new(b, expects_continue))
+}
+
 async fn handle_outer(ctx: Ctx, peer: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
+    let req = client_request(req);
     if req.method() == Method::CONNECT {
         return handle_connect(ctx, peer, req);
     }
@@ -373,7 +385,7 @@ fn origin_from_uri(uri: &Uri, scheme: &'static str) -> Result<Origin, String> {
     })
 }
 
-fn handle_connect(ctx: Ctx, peer: SocketAddr, mut req: Request<Incoming>) -> Response<ProxyBody> {
+fn handle_connect(ctx: Ctx, peer: SocketAddr, mut req: Request<ClientBody>) -> Response<ProxyBody> {
     let Some(auth) = req.uri().authority().cloned() else {
         return bad_request(peer, &req, "CONNECT needs a host:port target");
     };
@@ -510,6 +522,7 @@ async fn handle_inner(
     origin: &Origin,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let req = client_request(req);
     if req.method() == Method::CONNECT {
         return bad_request(peer, &req, "CONNECT inside a tunnel is not supported");
     }
@@ -569,7 +582,7 @@ async fn forward(
     ctx: Ctx,
     peer: SocketAddr,
     origin: Origin,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let table = ctx.proxy.allowlist.current();
