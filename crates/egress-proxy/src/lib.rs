@@ -25,6 +25,7 @@ pub mod decision;
 pub mod dlp;
 pub mod drain;
 pub mod env;
+pub mod journal;
 pub mod proxy;
 pub mod resolve;
 pub mod stream;

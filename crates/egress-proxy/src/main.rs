@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use egress_proxy::{
-    Config, DlpAction, DlpSettings, Limits, ProcessEnv, Proxy, Settings, SystemResolver,
+    Config, DlpAction, DlpSettings, Limits, ProcessEnv, Proxy, Settings, SystemResolver, journal,
     parse_duration,
 };
 use tokio_util::sync::CancellationToken;
@@ -70,6 +70,12 @@ struct Args {
     /// Log format: one JSON object per line, or human-readable text.
     #[arg(long, env = "EGRESS_LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
+    /// Bytes of log lines buffered in memory for the writer thread (stderr).
+    /// When the reader of stderr falls this far behind, new lines are
+    /// dropped and counted (a later line reports how many), so logging
+    /// never slows or blocks a request.
+    #[arg(long, env = "EGRESS_LOG_BUFFER_BYTES", default_value_t = journal::DEFAULT_CAPACITY)]
+    log_buffer_bytes: usize,
     /// Largest accepted request head in bytes (minimum 8192); larger gets 431.
     #[arg(long, env = "EGRESS_MAX_HEADER_BYTES", default_value_t = Limits::default().max_header_bytes)]
     max_header_bytes: usize,
@@ -146,23 +152,37 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    init_tracing(args.log_format);
-    match real_main(args) {
+    init_tracing(args.log_format, args.log_buffer_bytes);
+    let result = real_main(args);
+    if let Err(e) = &result {
+        tracing::error!(error = %format!("{e:#}"), "egress-proxy failed");
+    }
+    // Every buffered line is written before the process exits.
+    if let Some(j) = journal::global() {
+        j.shutdown();
+    }
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "egress-proxy failed");
             eprintln!("egress-proxy: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, buffer: usize) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match journal::Journal::start(buffer, Box::new(std::io::stderr())) {
+        Ok(j) => {
+            journal::install(j);
+            journal::set_json_decisions(matches!(format, LogFormat::Json));
+        }
+        Err(e) => eprintln!("egress-proxy: no log writer thread ({e}); logging to stderr directly"),
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(journal::JournalWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Json => builder

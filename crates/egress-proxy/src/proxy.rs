@@ -38,6 +38,7 @@ use crate::config::{Config, Limits};
 use crate::decision::{DECISION_HEADER, Decision, MAGIC_HOST, Magic, Target, decide};
 use crate::dlp::{Dlp, DlpAction, DlpBody, DlpHit, Place};
 use crate::drain::ClientBody;
+use crate::journal;
 use crate::stream::{IdleTimeout, Prefixed};
 use crate::upstream::{ConnectError, Connector, split_host_port};
 use crate::ws::{self, WsLimits};
@@ -1039,8 +1040,29 @@ struct LogFields<'a> {
 }
 
 /// One structured line per request decision. Path only (never the query,
-/// which may carry credentials); never a header value or a body.
+/// which may carry credentials); never a header value or a body. With the
+/// JSON format it is serialised straight into the log buffer
+/// ([`journal::decision_line`]); `RUST_LOG` can still turn it off.
 fn log_line(f: &LogFields<'_>) {
+    if !tracing::enabled!(target: "egress_proxy::decision", tracing::Level::INFO) {
+        return;
+    }
+    let line = journal::Decision {
+        client: f.client,
+        method: f.method,
+        host: f.host,
+        path: f.path,
+        route: f.route.unwrap_or(""),
+        decision: f.decision,
+        reason: f.reason.unwrap_or(""),
+        status: f.status,
+        bytes_in: f.bytes_in,
+        bytes_out: f.bytes_out,
+        duration_ms: f.started.elapsed().as_secs_f64() * 1000.0,
+    };
+    if journal::decision_line(&line) {
+        return;
+    }
     tracing::info!(
         target: "egress_proxy::decision",
         client = %f.client,

@@ -56,7 +56,7 @@ impl Spawned {
     }
 }
 
-fn base_cmd(w: &World, routes: &PathBuf) -> Command {
+pub(crate) fn base_cmd(w: &World, routes: &PathBuf) -> Command {
     let mut c = Command::new(BIN);
     c.arg("--listen")
         .arg("127.0.0.1:0")
@@ -85,7 +85,7 @@ fn base_cmd(w: &World, routes: &PathBuf) -> Command {
 
 /// The spawned binary resolves with `--resolve` (names only), so its
 /// routes list the upstream's real TLS port and URLs name it.
-fn with_upstream_port(w: &World, routes: &str) -> String {
+pub(crate) fn with_upstream_port(w: &World, routes: &str) -> String {
     routes.replace(
         "allow_private: true\n",
         &format!(
@@ -96,7 +96,7 @@ fn with_upstream_port(w: &World, routes: &str) -> String {
 }
 
 /// `https://host:<upstream TLS port>/path` for the spawned binary.
-fn tls_url(w: &World, host: &str, path: &str) -> String {
+pub(crate) fn tls_url(w: &World, host: &str, path: &str) -> String {
     format!("https://{host}:{}{path}", w.upstream.tls_port)
 }
 

@@ -12,6 +12,7 @@ mod dlp;
 mod doors;
 mod errors;
 mod git;
+mod log;
 mod refusals;
 mod reload;
 mod ssrf;
