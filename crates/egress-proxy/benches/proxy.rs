@@ -4,7 +4,11 @@
 //! Run: `cargo bench -p egress-proxy --bench proxy` (release build; the
 //! proxy under test is the real binary, spawned, so its RSS is its own).
 //! Knobs: `BENCH_SECS` (per scenario, default 3), `BENCH_BULK_MB` (default
-//! 1024). Every loop is bounded in time and in count.
+//! 1024), `BENCH_RUST_LOG` (the proxy's `RUST_LOG`; `warn` turns the
+//! decision log off). The route is credentialed and path-allowlisted, as
+//! real API routes are; the proxy's stderr is a pipe this process reads
+//! (as a container runtime's log collector would). Every loop is bounded
+//! in time and in count.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[path = "../tests/it/support.rs"]
@@ -366,7 +370,13 @@ async fn run() {
     };
     let proxy_ca = TestCa::new(dir.path(), "proxy");
     let routes = dir.path().join("bench-routes.yaml");
-    std::fs::write(&routes, "version: 1\nroutes:\n  - host: api.test\n").unwrap();
+    std::fs::write(
+        &routes,
+        format!(
+            "version: 1\nroutes:\n  - host: api.test\n    allow_private: true\n    ports: [{upstream_port}]\n    path_allowlist: [/sse-once, /bytes/, /upload]\n    auth: {{ scheme: Bearer, token_env: EGRESS_TOKEN_1 }}\n"
+        ),
+    )
+    .unwrap();
     let port = free_port();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_egress-proxy"))
         .arg("--listen")
@@ -388,11 +398,30 @@ async fn run() {
         )
         .env_remove("HTTPS_PROXY")
         .env_remove("https_proxy")
+        .env("EGRESS_TOKEN_1", "bench-token-value")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    // Read the log pipe like a log collector; count the decision lines.
+    let log_lines = Arc::new(AtomicU64::new(0));
+    {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let n = log_lines.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if l.contains("egress_proxy::decision") {
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
     let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     poll_until("proxy to listen", || async {
         TcpStream::connect(proxy).await.ok().map(|_| ())
@@ -415,7 +444,7 @@ async fn run() {
 
     println!("\n| scenario | direct | through proxy | proxy/direct |");
     println!("|---|---|---|---|");
-    for conc in [1, 8, 32] {
+    for conc in [1, 8, 16, 32] {
         if !want("keepalive") {
             break;
         }
@@ -487,6 +516,10 @@ async fn run() {
             p99 - d99
         );
     }
+    println!(
+        "\n{} decision log lines read from the proxy's stderr",
+        log_lines.load(Ordering::Relaxed)
+    );
     let (hwm, now) = rss_kb(b.pid);
     println!("\n| proxy memory | kB |");
     println!("|---|---|");
