@@ -40,8 +40,10 @@ pub const DEFAULT_CAPACITY: usize = 1 << 20;
 #[derive(Debug, Default)]
 struct State {
     bytes: Vec<u8>,
+    /// Dropped since the last batch was written (reported with it).
+    unreported: u64,
+    /// Dropped since the start.
     dropped: u64,
-    dropped_total: u64,
     parked: bool,
     stopping: bool,
     /// The writer thread has exited: nothing more will be written.
@@ -93,8 +95,8 @@ impl Journal {
     pub fn append(&self, line: &[u8]) -> bool {
         let mut st = self.shared.lock();
         if st.closed || st.bytes.len() + line.len() > self.shared.capacity {
+            st.unreported += 1;
             st.dropped += 1;
-            st.dropped_total += 1;
             return false;
         }
         st.bytes.extend_from_slice(line);
@@ -108,7 +110,7 @@ impl Journal {
 
     /// Lines dropped since the start.
     pub fn dropped(&self) -> u64 {
-        self.shared.lock().dropped_total
+        self.shared.lock().dropped
     }
 
     /// Writes everything buffered and stops the writer thread. Later
@@ -141,20 +143,20 @@ fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
     loop {
         let (dropped, stop) = {
             let mut st = shared.lock();
-            while st.bytes.is_empty() && st.dropped == 0 && !st.stopping {
+            while st.bytes.is_empty() && st.unreported == 0 && !st.stopping {
                 st.parked = true;
                 st = shared.wake.wait(st).unwrap_or_else(PoisonError::into_inner);
             }
             st.parked = false;
             std::mem::swap(&mut st.bytes, &mut batch);
-            (std::mem::take(&mut st.dropped), st.stopping)
+            (std::mem::take(&mut st.unreported), st.stopping)
         };
         if dropped > 0 {
             let mut line = Vec::with_capacity(160);
             timestamp_prefix(&mut line, "WARN");
-            let _ = write!(
+            let _ = writeln!(
                 line,
-                "\"message\":\"log lines dropped: the log reader fell behind and the buffer was full\",\"dropped\":{dropped},\"target\":\"egress_proxy::journal\"}}\n"
+                "\"message\":\"log lines dropped: the log reader fell behind and the buffer was full\",\"dropped\":{dropped},\"target\":\"egress_proxy::journal\"}}"
             );
             let _ = out.write_all(&line);
         }
@@ -308,9 +310,9 @@ pub fn write_decision(b: &mut Vec<u8>, d: &Decision<'_>) {
         b.extend_from_slice(b"\":\"");
         json_escape(b, value);
     }
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "\",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{:.3},\"target\":\"egress_proxy::decision\"}}\n",
+        "\",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{:.3},\"target\":\"egress_proxy::decision\"}}",
         d.status, d.bytes_in, d.bytes_out, d.duration_ms
     );
 }
