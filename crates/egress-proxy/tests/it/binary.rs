@@ -417,3 +417,85 @@ async fn sigint_exits_zero() {
     assert!(status.success(), "{status:?}");
     assert!(s.logs().contains("SIGINT"), "{}", s.logs());
 }
+
+/// The walls of issue 11 in the spawned binary, with curl and Python:
+/// another port, a credential over plain HTTP, h2c, and a DLP refusal
+/// that must reach a client still uploading.
+#[tokio::test]
+async fn the_walls_hold_in_the_spawned_binary() {
+    let w = World::new().await;
+    let (tls, plain) = (w.upstream.tls_port, w.upstream.plain_port);
+    let routes = format!(
+        "version: 1\nroutes:\n  - host: api.test\n    allow_private: true\n    ports: [{tls}, {plain}]\n  - host: auth.test\n    allow_private: true\n    ports: [{tls}, {plain}]\n    auth: {{ scheme: Bearer, token_env: EGRESS_TOKEN_1 }}\n  - host: denied.test\n    ports: [{tls}]\n"
+    );
+    let path = w.path("walls-routes.yaml");
+    std::fs::write(&path, routes).unwrap();
+    let mut child = base_cmd(&w, &path)
+        .args(["--dlp-action", "block"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = tokio::time::timeout(DEADLINE, async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l.contains("egress-proxy listening") {
+                let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+                return v["listen"].as_str().unwrap().parse().unwrap();
+            }
+        }
+        panic!("exited before listening")
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let p = dummy_handle(&w, addr).await;
+    let ca = &w.proxy_ca.cert_path;
+    // Loopback without the opt-in.
+    let r = curl(&p, ca, &[&format!("https://denied.test:{tls}/x")]).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("loopback address"), "{}", r.body);
+    // Another port.
+    let r = curl(&p, ca, &[&format!("https://api.test:{}/x", free_port())]).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("is not allowed for api.test"), "{}", r.body);
+    // The credential never goes out in plain HTTP.
+    let r = curl(&p, ca, &[&format!("http://auth.test:{plain}/echo")]).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(!r.body.contains(SECRET));
+    // h2c.
+    let r = curl(
+        &p,
+        ca,
+        &["--http2", &format!("http://api.test:{plain}/echo")],
+    )
+    .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("only WebSocket upgrades"), "{}", r.body);
+    // DLP refusal mid-upload, read by Python requests.
+    let mut data = format!("key {}{}\n", "AKIA", "QWERTYUIOPASDFGH").into_bytes();
+    data.extend(std::iter::repeat_n(b'x', 6 << 20));
+    let file = w.path("walls-upload.bin");
+    std::fs::write(&file, data).unwrap();
+    let script = "import sys, requests\nwith open(sys.argv[3], 'rb') as f:\n    r = requests.post(sys.argv[2], data=f, proxies={'https': sys.argv[1]}, verify=sys.argv[4], timeout=60)\nprint(r.status_code)\nprint(r.text)\n";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(format!("http://{addr}"))
+        .arg(format!("https://api.test:{tls}/upload"))
+        .arg(&file)
+        .arg(ca)
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("403"), "{stdout}");
+    assert!(stdout.contains("aws-access-key-id"), "{stdout}");
+    let _ = child.kill().await;
+}
