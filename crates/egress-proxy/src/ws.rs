@@ -12,9 +12,10 @@
 //! once. A blocked message closes the client with a close frame (1008)
 //! whose reason names the finding, and the upstream connection is dropped.
 //!
-//! Memory per connection is bounded: one partial frame header, at most
-//! [`WsLimits::max_message`] bytes of a held message (frame headers
-//! included), and the relay's two read buffers.
+//! Memory per connection is bounded: one partial frame (at most
+//! [`WsLimits::max_frame`] plus a read), at most [`WsLimits::max_message`]
+//! bytes of held frames and as much of their unmasked payload, and the
+//! relay's two 16 KiB read buffers.
 //!
 //! Is not: a WebSocket endpoint (it never answers pings itself) nor a
 //! decompressor: the proxy strips `Sec-WebSocket-Extensions` from the
