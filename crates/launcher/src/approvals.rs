@@ -357,10 +357,11 @@ pub async fn approve_egress(
             loc.proposal.request.tool()
         )));
     };
+    // The reason may quote the agent's host or path: escaped for the terminal.
     let mut proposed =
         ProposedRoute::from_request(req).map_err(|e| ApprovalError::InvalidProposal {
             id: id.clone(),
-            reason: e.to_string(),
+            reason: agent_text::one_line(&e.to_string()),
         })?;
     if without_auth {
         proposed.auth = None;
@@ -495,10 +496,11 @@ pub async fn approve_pipelock(
         path_allowlist: Vec::new(),
         auth: None,
     })
-    .map_err(|e| invalid(e.to_string()))?;
+    .map_err(|e| invalid(agent_text::one_line(&e.to_string())))?;
     if proposed.host.is_ip() {
         return Err(invalid(format!(
-            "{host} is an IP address; pipelock's allowlist holds host names"
+            "{} is an IP address; pipelock's allowlist holds host names",
+            proposed.host
         )));
     }
     let name = proposed.host.apex().to_owned();

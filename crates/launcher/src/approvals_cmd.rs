@@ -368,7 +368,7 @@ pub fn approve(args: &ApproveArgs) -> anyhow::Result<()> {
                 args.id, loc.identity, a.version
             );
             if let Some(d) = &a.decision.diff {
-                print!("{d}");
+                print!("{}", approvals::sanitize(d));
             }
         } else {
             println!(
@@ -577,7 +577,7 @@ fn approve_pipelock(args: &ApproveArgs, loc: &Located) -> anyhow::Result<()> {
             args.id, loc.identity
         );
         if let Some(diff) = &d.diff {
-            print!("{diff}");
+            print!("{}", approvals::sanitize(diff));
         }
         Ok(())
     })
@@ -599,7 +599,8 @@ fn approve_capability(args: &ApproveArgs, loc: &Located) -> anyhow::Result<()> {
             loc.state.dir().display()
         );
         if let Some(d) = &c.decision.diff {
-            print!("{d}");
+            // The Dockerfile is the agent's text.
+            print!("{}", approvals::sanitize(d));
         }
         // Tear down only once supervise has answered the waiting agent
         // (its "decision observed" log line), bounded by a deadline.

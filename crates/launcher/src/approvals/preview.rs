@@ -147,14 +147,28 @@ pub struct DockerfilePreview {
     pub lines: usize,
 }
 
+/// The lines of a unified diff after its `--- `/`+++ ` header (only the
+/// leading two lines are a header: an added line `++ x` reads `+++ x` in
+/// the body and must still count, and show, as an added line).
+fn diff_body(diff: &str) -> impl Iterator<Item = &str> {
+    let mut lines = diff.lines().peekable();
+    if lines.peek().is_some_and(|l| l.starts_with("--- ")) {
+        lines.next();
+        if lines.peek().is_some_and(|l| l.starts_with("+++ ")) {
+            lines.next();
+        }
+    }
+    lines
+}
+
 /// Added and removed lines of a unified diff.
 pub fn diff_counts(diff: &str) -> (usize, usize) {
     let mut added = 0;
     let mut removed = 0;
-    for l in diff.lines() {
-        if l.starts_with('+') && !l.starts_with("+++") {
+    for l in diff_body(diff) {
+        if l.starts_with('+') {
             added += 1;
-        } else if l.starts_with('-') && !l.starts_with("---") {
+        } else if l.starts_with('-') {
             removed += 1;
         }
     }
@@ -164,10 +178,7 @@ pub fn diff_counts(diff: &str) -> (usize, usize) {
 /// A unified diff for a small screen: no `---`/`+++` header, context cut
 /// to `context` lines around each change, `⋯` where lines were left out.
 pub fn compact_diff(diff: &str, context: usize) -> Vec<String> {
-    let lines: Vec<&str> = diff
-        .lines()
-        .filter(|l| !l.starts_with("--- ") && !l.starts_with("+++ "))
-        .collect();
+    let lines: Vec<&str> = diff_body(diff).collect();
     let changed = |l: &str| l.starts_with('+') || l.starts_with('-');
     let near = |i: usize| {
         let lo = i.saturating_sub(context);

@@ -829,3 +829,21 @@ fn a_pipelock_edit_of_a_config_that_changed_meanwhile_or_fails_changes_nothing()
             .is_empty()
     );
 }
+
+#[test]
+fn an_invalid_hostile_host_is_refused_with_an_escaped_reason() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(
+        root.path(),
+        &proposal(ID, BOTTLE, "x\u{1b}]0;pwned\u{7}\u{202e}.example"),
+    );
+    let eg = FakeEgress::with(BASE);
+    let msg = approve(&loc, &eg, false).unwrap_err().to_string();
+    assert!(msg.contains("is invalid and cannot be applied"), "{msg}");
+    assert!(
+        !msg.chars().any(|c| c.is_control() || c == '\u{202e}'),
+        "{msg:?}"
+    );
+    assert!(msg.contains("]0;pwned"), "{msg}");
+    assert!(eg.writes.borrow().is_empty());
+}

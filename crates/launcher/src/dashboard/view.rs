@@ -134,9 +134,10 @@ const WHY_LINES: usize = 2;
 const DIFF_MAX: usize = 2000;
 
 fn diff_style(l: &str) -> Style {
-    if l.starts_with('+') && !l.starts_with("+++") {
+    // A compact diff has no header: every +/- line is a change.
+    if l.starts_with('+') {
         Style::default().add_modifier(Modifier::BOLD)
-    } else if l.starts_with('-') && !l.starts_with("---") {
+    } else if l.starts_with('-') {
         Style::default().add_modifier(Modifier::CROSSED_OUT)
     } else {
         Style::default()
@@ -339,14 +340,14 @@ fn draw_timeline(f: &mut Frame<'_>, app: &App, area: Rect) {
         .iter()
         .map(|e| {
             let time = e.at.get(11..19).unwrap_or(&e.at);
-            Line::from(sanitize(&format!(
+            Line::from(agent_text::one_line(&format!(
                 "{time} {} {:8} {}",
                 e.bottle, e.kind, e.text
             )))
         })
         .collect();
     if let Some(p) = app.snapshot.problems.last() {
-        lines.push(Line::from(sanitize(&format!("! {p}"))));
+        lines.push(Line::from(agent_text::one_line(&format!("! {p}"))));
         let excess = lines.len().saturating_sub(rows);
         lines.drain(..excess);
     }

@@ -318,6 +318,10 @@ fn a_compact_diff_keeps_the_changes_and_a_little_context() {
         [" l3", "+NEW", " l4", "⋯", " l14", "-l15", " l16"]
     );
     assert!(compact_diff("", 1).is_empty());
+    // A proposed line that looks like a diff header is still a change.
+    let d = unified_diff("FROM x\n", "FROM x\n++ hidden\n");
+    assert_eq!(compact_diff(&d, 0), ["+++ hidden"]);
+    assert_eq!(diff_counts(&d), (1, 0));
 }
 
 #[test]
