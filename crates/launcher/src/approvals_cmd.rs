@@ -487,9 +487,12 @@ fn show(identity: &Identity, format: Format) -> anyhow::Result<()> {
     })
 }
 
-fn edit(identity: &Identity, state_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
-    use apply::EgressControl as _;
-    // The change is recorded in the bottle's audit log: its state must be here.
+/// The state of a bottle whose change an edit records in its audit log
+/// (the queue): it must be under the state root.
+fn audited_state(
+    identity: &Identity,
+    state_dir: Option<&std::path::Path>,
+) -> anyhow::Result<state::BottleState> {
     let st = state::BottleState::new(&root(state_dir)?, identity);
     if !st.queue_dir().is_dir() {
         bail!(
@@ -497,6 +500,12 @@ fn edit(identity: &Identity, state_dir: Option<&std::path::Path>) -> anyhow::Res
             st.dir().display()
         );
     }
+    Ok(st)
+}
+
+fn edit(identity: &Identity, state_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use apply::EgressControl as _;
+    let st = audited_state(identity, state_dir)?;
     let rt = runtime()?;
     let egress = rt.block_on(egress_of(identity))?;
     let current = rt
@@ -650,13 +659,7 @@ pub fn pipelock(args: &PipelockArgs) -> anyhow::Result<()> {
     use apply::PipelockConfig as _;
     let PipelockCommand::Edit { identity } = &args.command;
     let identity = Identity::parse(identity)?;
-    let st = state::BottleState::new(&root(args.state_dir.as_deref())?, &identity);
-    if !st.queue_dir().is_dir() {
-        bail!(
-            "bottle {identity} has no state in {} (its audit log lives in the queue there); pass the --state-dir it was started with. Nothing was changed",
-            st.dir().display()
-        );
-    }
+    let st = audited_state(&identity, args.state_dir.as_deref())?;
     let rt = runtime()?;
     let Some(pipelock) = rt.block_on(async {
         let engine = Engine::connect().await.ok()?;

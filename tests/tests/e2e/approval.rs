@@ -550,6 +550,63 @@ async fn a_capability_approval_then_resume_runs_the_new_dockerfile_with_the_tran
     .await;
 }
 
+/// The launcher's pipelock config as the stand-ins start with it.
+const STAND_IN_PIPELOCK_CONFIG: &str = "version: 1\nmode: strict\n\napi_allowlist:\n  - \"api.github.com\"\n\nforward_proxy:\n  enabled: true\n";
+
+/// Starts a stand-in for pipelock named `name` (the real image cannot be
+/// pulled here): the base image running `cmd` as the sidecar user, with no
+/// network, a `/pipelock` whose `healthcheck` passes, and `config` as its
+/// config file.
+async fn start_pipelock_stand_in(
+    engine: &launcher::docker::Engine,
+    run: &str,
+    name: &str,
+    cmd: Vec<String>,
+    config: &str,
+) {
+    use launcher::plan::{Attachment, ContainerPlan, PIPELOCK_BINARY, PIPELOCK_CONFIG};
+    let plan = ContainerPlan {
+        component: Component::Pipelock,
+        name: name.to_owned(),
+        image: launcher::images::base_tag(),
+        user: "10001:10001".into(),
+        cmd,
+        workdir: None,
+        networks: vec![Attachment {
+            network: "none".into(),
+            aliases: Vec::new(),
+        }],
+        env: std::collections::BTreeMap::new(),
+        secret_env: Vec::new(),
+        files: Vec::new(),
+        mounts: Vec::new(),
+        health: None,
+        labels: run_labels(run),
+    };
+    engine
+        .create_container(&plan, &[])
+        .await
+        .expect("create stand-in");
+    let file = |path: &str, mode: u32, text: &str| launcher::archive::FileEntry {
+        path: path.into(),
+        mode,
+        uid: 10001,
+        gid: 10001,
+        contents: text.as_bytes().to_vec(),
+    };
+    let tar = launcher::archive::build(&[
+        file(
+            PIPELOCK_BINARY,
+            0o755,
+            "#!/bin/sh\n[ \"$1\" = healthcheck ] && exit 0\nexit 2\n",
+        ),
+        file(PIPELOCK_CONFIG, 0o644, config),
+    ])
+    .expect("archive");
+    engine.upload(name, tar).await.expect("upload");
+    engine.start(name).await.expect("start stand-in");
+}
+
 /// The Docker half of the pipelock mirror (`apply::DockerPipelock`) on a
 /// stand-in container with no network: the config is copied out and back
 /// in through the archive API with its mode and owner, the container is
@@ -559,7 +616,7 @@ async fn a_capability_approval_then_resume_runs_the_new_dockerfile_with_the_tran
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
     use launcher::apply::{DockerPipelock, PipelockMirror as _};
-    use launcher::plan::{Attachment, ContainerPlan, PIPELOCK_BINARY, PIPELOCK_CONFIG};
+    use launcher::plan::PIPELOCK_CONFIG;
     let Some(engine) =
         engine_or_skip("the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy").await
     else {
@@ -568,23 +625,15 @@ async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
     prepare_images(&engine).await;
     with_run(engine.clone(), |run| async move {
         let name = format!("claude-bottle-e2e-pipelock-mirror-{run}");
-        let plan = ContainerPlan {
-            component: Component::Pipelock,
-            name: name.clone(),
-            image: launcher::images::base_tag(),
-            user: "10001:10001".into(),
-            cmd: vec!["sleep".into(), "infinity".into()],
-            workdir: None,
-            networks: vec![Attachment { network: "none".into(), aliases: Vec::new() }],
-            env: std::collections::BTreeMap::new(),
-            secret_env: Vec::new(),
-            files: Vec::new(),
-            mounts: Vec::new(),
-            health: None,
-            labels: run_labels(&run),
-        };
-        engine.create_container(&plan, &[]).await.expect("create stand-in");
-        let config = "version: 1\nmode: strict\n\napi_allowlist:\n  - \"api.github.com\"\n\nforward_proxy:\n  enabled: true\n";
+        let config = STAND_IN_PIPELOCK_CONFIG;
+        start_pipelock_stand_in(
+            &engine,
+            &run,
+            &name,
+            vec!["sleep".into(), "infinity".into()],
+            config,
+        )
+        .await;
         let file = |path: &str, mode: u32, text: &str| launcher::archive::FileEntry {
             path: path.into(),
             mode,
@@ -592,17 +641,13 @@ async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
             gid: 10001,
             contents: text.as_bytes().to_vec(),
         };
-        let tar = launcher::archive::build(&[
-            file(PIPELOCK_BINARY, 0o755, "#!/bin/sh\n[ \"$1\" = healthcheck ] && exit 0\nexit 2\n"),
-            file(PIPELOCK_CONFIG, 0o644, config),
-        ])
-        .expect("archive");
-        engine.upload(&name, tar).await.expect("upload");
-        engine.start(&name).await.expect("start stand-in");
         let started = |engine: launcher::docker::Engine, name: String| async move {
             engine
                 .client()
-                .inspect_container(&name, None::<bollard::query_parameters::InspectContainerOptions>)
+                .inspect_container(
+                    &name,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
                 .await
                 .expect("inspect")
                 .state
@@ -616,34 +661,65 @@ async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
             .await
             .expect("mirror");
         let out = engine
-            .exec(&name, "10001:10001", &["sh".into(), "-c".into(), format!("stat -c '%a %u' {PIPELOCK_CONFIG} && cat {PIPELOCK_CONFIG}")])
+            .exec(
+                &name,
+                "10001:10001",
+                &[
+                    "sh".into(),
+                    "-c".into(),
+                    format!("stat -c '%a %u' {PIPELOCK_CONFIG} && cat {PIPELOCK_CONFIG}"),
+                ],
+            )
             .await
             .expect("read back");
         assert_eq!(out.code, Some(0), "{}", out.output);
         assert!(out.output.starts_with("644 10001\n"), "{}", out.output);
-        assert!(out.output.contains("  - \"api.github.com\"\n  - \"pypi.org\"\n\nforward_proxy:"), "{}", out.output);
-        assert_eq!(out.output.matches("api.github.com").count(), 1, "{}", out.output);
+        assert!(
+            out.output
+                .contains("  - \"api.github.com\"\n  - \"pypi.org\"\n\nforward_proxy:"),
+            "{}",
+            out.output
+        );
+        assert_eq!(
+            out.output.matches("api.github.com").count(),
+            1,
+            "{}",
+            out.output
+        );
         let (running, _) = engine.running(&name).await.expect("running");
         assert!(running, "the stand-in runs after the restart");
         let second_start = started(engine.clone(), name.clone()).await;
         assert_ne!(first_start, second_start, "it was restarted");
 
         // Nothing new: no rewrite, no restart.
-        pl.mirror(&["PyPI.org".to_owned()]).await.expect("no-op mirror");
+        pl.mirror(&["PyPI.org".to_owned()])
+            .await
+            .expect("no-op mirror");
         assert_eq!(started(engine.clone(), name.clone()).await, second_start);
 
         // A config that is not the launcher's is refused and left alone.
-        let tar = launcher::archive::build(&[file(PIPELOCK_CONFIG, 0o644, "version: 1\n")]).expect("archive");
+        let tar = launcher::archive::build(&[file(PIPELOCK_CONFIG, 0o644, "version: 1\n")])
+            .expect("archive");
         engine.upload(&name, tar).await.expect("upload");
-        let err = pl.mirror(&["x.test".to_owned()]).await.expect_err("refused");
+        let err = pl
+            .mirror(&["x.test".to_owned()])
+            .await
+            .expect_err("refused");
         assert!(err.contains("api_allowlist"), "{err}");
         let out = engine
-            .exec(&name, "10001:10001", &["cat".into(), PIPELOCK_CONFIG.into()])
+            .exec(
+                &name,
+                "10001:10001",
+                &["cat".into(), PIPELOCK_CONFIG.into()],
+            )
             .await
             .expect("read back");
         assert_eq!(out.output, "version: 1\n");
 
-        engine.remove_container(&name).await.expect("remove stand-in");
+        engine
+            .remove_container(&name)
+            .await
+            .expect("remove stand-in");
     })
     .await;
 }
@@ -658,7 +734,7 @@ async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
 async fn pipelock_edit_loads_a_checked_config_and_rolls_back_one_pipelock_cannot_run() {
     use launcher::apply::{DockerPipelock, PipelockMirror as _};
     use launcher::identity::Identity;
-    use launcher::plan::{Attachment, ContainerPlan, PIPELOCK_BINARY, PIPELOCK_CONFIG};
+    use launcher::plan::PIPELOCK_CONFIG;
     let Some(engine) = engine_or_skip(
         "pipelock_edit_loads_a_checked_config_and_rolls_back_one_pipelock_cannot_run",
     )
@@ -677,37 +753,8 @@ async fn pipelock_edit_loads_a_checked_config_and_rolls_back_one_pipelock_cannot
         let script = format!(
             "grep -q BREAKME {PIPELOCK_CONFIG} && exit 3; trap 'exit 0' TERM; sleep infinity & wait"
         );
-        let plan = ContainerPlan {
-            component: Component::Pipelock,
-            name: name.clone(),
-            image: launcher::images::base_tag(),
-            user: "10001:10001".into(),
-            cmd: vec!["sh".into(), "-c".into(), script],
-            workdir: None,
-            networks: vec![Attachment { network: "none".into(), aliases: Vec::new() }],
-            env: std::collections::BTreeMap::new(),
-            secret_env: Vec::new(),
-            files: Vec::new(),
-            mounts: Vec::new(),
-            health: None,
-            labels: run_labels(&run),
-        };
-        engine.create_container(&plan, &[]).await.expect("create stand-in");
-        let original = "version: 1\nmode: strict\n\napi_allowlist:\n  - \"api.github.com\"\n\nforward_proxy:\n  enabled: true\n";
-        let file = |path: &str, mode: u32, text: &str| launcher::archive::FileEntry {
-            path: path.into(),
-            mode,
-            uid: 10001,
-            gid: 10001,
-            contents: text.as_bytes().to_vec(),
-        };
-        let tar = launcher::archive::build(&[
-            file(PIPELOCK_BINARY, 0o755, "#!/bin/sh\n[ \"$1\" = healthcheck ] && exit 0\nexit 2\n"),
-            file(PIPELOCK_CONFIG, 0o644, original),
-        ])
-        .expect("archive");
-        engine.upload(&name, tar).await.expect("upload");
-        engine.start(&name).await.expect("start stand-in");
+        let original = STAND_IN_PIPELOCK_CONFIG;
+        start_pipelock_stand_in(&engine, &run, &name, vec!["sh".into(), "-c".into(), script], original).await;
         let config = || {
             let engine = engine.clone();
             let name = name.clone();

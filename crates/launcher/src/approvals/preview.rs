@@ -516,7 +516,9 @@ pub fn render(p: &Pending, changes: &Changes, now: jiff::Timestamp, layout: Layo
     } else {
         DIFF_LINES.min(diff_lines.len())
     };
-    quoted(&mut out, DIFF, &diff_lines[..shown].join("\n"), layout);
+    if shown > 0 {
+        quoted(&mut out, DIFF, &diff_lines[..shown].join("\n"), layout);
+    }
     if shown < diff_lines.len() {
         own(
             &mut out,

@@ -254,6 +254,7 @@ fn hostile_request_fields_are_escaped_and_an_invalid_one_says_so() {
         "{text:?}"
     );
     assert!(text.contains("  INVALID"), "{text}");
+    assert!(!text.contains("\n    \n"), "no empty diff line: {text}");
     assert!(
         text.contains("\\u{001b}]0;pwned\\u{0007}\\u{000a}"),
         "{text}"
