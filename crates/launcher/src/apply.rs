@@ -71,6 +71,16 @@ pub trait PipelockMirror {
     async fn mirror(&self, hosts: &[String]) -> Result<(), String>;
 }
 
+/// pipelock's whole config, for `launcher pipelock edit`.
+#[allow(async_fn_in_trait)]
+pub trait PipelockConfig {
+    /// The config file as it is in the container.
+    async fn read_config(&self) -> Result<String, String>;
+    /// Makes `text` the config pipelock runs: write it, restart pipelock,
+    /// wait until its health check passes.
+    async fn load_config(&self, text: &str) -> Result<(), String>;
+}
+
 /// Why an apply failed. Every message says which half changed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ApplyError {
@@ -147,6 +157,18 @@ pub enum ApplyError {
         restored: String,
         /// A note when pipelock was already widened.
         pipelock: String,
+    },
+    /// An edited pipelock config did not come up healthy.
+    #[error(
+        "pipelock in {bottle} did not come back healthy with the edited config: {reason}. {restored}. egress-proxy was not touched; check `launcher logs {bottle} --component pipelock`"
+    )]
+    PipelockConfig {
+        /// The bottle.
+        bottle: String,
+        /// Why.
+        reason: String,
+        /// What happened to the previous config.
+        restored: String,
     },
 }
 
@@ -291,6 +313,31 @@ async fn confirm(
     }
 }
 
+/// Makes the edited pipelock config `new` live in place of `old`; when
+/// pipelock does not come back healthy, `old` is loaded again so the
+/// bottle runs the config it ran before (egress-proxy is never touched).
+pub async fn replace_pipelock_config(
+    bottle: &str,
+    pipelock: &impl PipelockConfig,
+    old: &str,
+    new: &PipelockConfigText,
+) -> Result<(), ApplyError> {
+    let Err(reason) = pipelock.load_config(new.text()).await else {
+        return Ok(());
+    };
+    let restored = match pipelock.load_config(old).await {
+        Ok(()) => "The previous config was loaded again and pipelock is healthy".to_owned(),
+        Err(e) => format!(
+            "Loading the previous config back ALSO failed ({e}): pipelock is down, so the bottle's requests fail until it is fixed (`launcher pipelock edit {bottle}` again, or stop the bottle)"
+        ),
+    };
+    Err(ApplyError::PipelockConfig {
+        bottle: bottle.to_owned(),
+        reason,
+        restored,
+    })
+}
+
 /// The egress container of a running bottle, driven through Docker.
 #[derive(Clone, Debug)]
 pub struct DockerEgress {
@@ -403,12 +450,11 @@ impl EgressControl for DockerEgress {
     }
 }
 
-/// Adds `hosts` to the `api_allowlist:` block of a pipelock config as
+/// The `api_allowlist:` block of a pipelock config as
 /// `manifest::pipelock::render_config` writes it (one `  - "host"` line per
-/// host). Hosts already listed (case-insensitively) are skipped. Returns
-/// the new text, or `None` when every host is already there.
-pub fn add_pipelock_hosts(config: &str, hosts: &[String]) -> Result<Option<String>, String> {
-    let lines: Vec<&str> = config.lines().collect();
+/// host): the index of its first item line, of the line after its last
+/// item, and the hosts listed (lowercase).
+fn allowlist_block(lines: &[&str]) -> Result<(usize, usize, Vec<String>), String> {
     let Some(start) = lines.iter().position(|l| l.trim_end() == "api_allowlist:") else {
         return Err(
             "pipelock's config has no `api_allowlist:` block (it is not the file the launcher wrote); restart the bottle to restore it"
@@ -426,6 +472,16 @@ pub fn add_pipelock_hosts(config: &str, hosts: &[String]) -> Result<Option<Strin
         present.push(host.to_ascii_lowercase());
         end += 1;
     }
+    Ok((start + 1, end, present))
+}
+
+/// Adds `hosts` to the `api_allowlist:` block of a pipelock config as
+/// `manifest::pipelock::render_config` writes it (one `  - "host"` line per
+/// host). Hosts already listed (case-insensitively) are skipped. Returns
+/// the new text, or `None` when every host is already there.
+pub fn add_pipelock_hosts(config: &str, hosts: &[String]) -> Result<Option<String>, String> {
+    let lines: Vec<&str> = config.lines().collect();
+    let (_, end, present) = allowlist_block(&lines)?;
     let mut added: Vec<String> = Vec::new();
     for h in hosts {
         let h = h.to_ascii_lowercase();
@@ -448,6 +504,128 @@ pub fn add_pipelock_hosts(config: &str, hosts: &[String]) -> Result<Option<Strin
     let mut text = out.join("\n");
     text.push('\n');
     Ok(Some(text))
+}
+
+/// Largest pipelock config accepted from an edit.
+pub const MAX_PIPELOCK_CONFIG: usize = 1024 * 1024;
+
+/// An operator-edited pipelock config that passed
+/// [`check_pipelock_config`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipelockConfigText {
+    text: String,
+    hosts: Vec<String>,
+}
+
+impl PipelockConfigText {
+    /// The config text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The hosts of its `api_allowlist`, lowercase, in file order.
+    pub fn hosts(&self) -> &[String] {
+        &self.hosts
+    }
+}
+
+/// Checks a pipelock config an operator edited, before pipelock is given
+/// it: at most [`MAX_PIPELOCK_CONFIG`] bytes of YAML whose top level is a
+/// mapping; `api_allowlist` a block list of host names (no IP literals,
+/// as pipelock's allowlist holds names), one `  - "host"` line each as the
+/// launcher writes it, so later approvals can still extend it;
+/// `forward_proxy.enabled: true`, because the bottle's egress proxy sends
+/// every request through pipelock. Other keys are pipelock's own and are
+/// left to pipelock (its health check after the restart is the last
+/// word). All problems are reported at once.
+pub fn check_pipelock_config(text: &str) -> Result<PipelockConfigText, String> {
+    use manifest::yaml::{Value, parse_document};
+    if text.len() > MAX_PIPELOCK_CONFIG {
+        return Err(format!(
+            "the config is {} bytes; at most {MAX_PIPELOCK_CONFIG} are accepted",
+            text.len()
+        ));
+    }
+    let doc = parse_document(text, "pipelock.yaml").map_err(|e| e.to_string())?;
+    let Value::Map(entries) = &doc.value else {
+        return Err(format!(
+            "pipelock.yaml: expected a mapping of pipelock settings, found {}",
+            doc.value.kind()
+        ));
+    };
+    let get = |map: &[(manifest::yaml::Node, manifest::yaml::Node)], key: &str| {
+        map.iter()
+            .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
+            .map(|(_, v)| v.clone())
+    };
+    let mut problems: Vec<String> = Vec::new();
+    let mut hosts: Vec<String> = Vec::new();
+    match get(entries, "api_allowlist").map(|n| n.value) {
+        None => problems.push(
+            "api_allowlist: missing; pipelock needs the list of host names it lets through (an empty list is the line `api_allowlist:` with no items)".into(),
+        ),
+        Some(Value::Seq(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let Value::Str(h) = &item.value else {
+                    problems.push(format!(
+                        "api_allowlist[{i}] (line {}): expected a host name, found {}",
+                        item.line,
+                        item.value.kind()
+                    ));
+                    continue;
+                };
+                match manifest::HostPattern::parse(h, manifest::IpLiterals::Allow) {
+                    Ok(p) if p.is_ip() => problems.push(format!(
+                        "api_allowlist[{i}] (line {}): {h:?} is an IP address; pipelock's allowlist holds host names (its SSRF guard handles addresses)",
+                        item.line
+                    )),
+                    Ok(p) if p.as_str() == h.to_ascii_lowercase() => {
+                        hosts.push(p.as_str().to_owned());
+                    }
+                    Ok(p) => problems.push(format!(
+                        "api_allowlist[{i}] (line {}): write {h:?} as {:?}",
+                        item.line,
+                        p.as_str()
+                    )),
+                    Err(e) => problems.push(format!(
+                        "api_allowlist[{i}] (line {}): {e}; expected a host name such as api.example.com",
+                        item.line
+                    )),
+                }
+            }
+        }
+        Some(Value::Null) => {}
+        Some(other) => problems.push(format!(
+            "api_allowlist: expected a list of host names, found {}",
+            other.kind()
+        )),
+    }
+    let forward = get(entries, "forward_proxy").and_then(|n| match n.value {
+        Value::Map(m) => get(&m, "enabled").map(|e| e.value),
+        _ => None,
+    });
+    if forward != Some(Value::Bool(true)) {
+        problems.push(
+            "forward_proxy.enabled: must stay true; the bottle's egress proxy sends every request through pipelock as its forward proxy".into(),
+        );
+    }
+    if problems.is_empty() {
+        let lines: Vec<&str> = text.lines().collect();
+        match allowlist_block(&lines) {
+            Ok((_, _, present)) if present == hosts => {}
+            _ => problems.push(
+                "api_allowlist: write it as a block list at the top level, one `  - \"host\"` line per host (as the launcher writes it), so later approvals can extend it".into(),
+            ),
+        }
+    }
+    if problems.is_empty() {
+        Ok(PipelockConfigText {
+            text: text.to_owned(),
+            hosts,
+        })
+    } else {
+        Err(problems.join("\n"))
+    }
 }
 
 /// How long pipelock may take to answer its health check after a restart.
@@ -479,32 +657,6 @@ impl DockerPipelock {
             _ => None,
         }
     }
-
-    async fn read_config(&self) -> Result<String, String> {
-        use futures_util::StreamExt as _;
-        let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
-            .path(crate::plan::PIPELOCK_CONFIG)
-            .build();
-        let mut stream = self
-            .engine
-            .client()
-            .download_from_container(&self.container, Some(opts));
-        let mut tar = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                format!(
-                    "copying {} out of {}: {e}",
-                    crate::plan::PIPELOCK_CONFIG,
-                    self.container
-                )
-            })?;
-            tar.extend_from_slice(&chunk);
-            if tar.len() > 4 * 1024 * 1024 {
-                return Err("pipelock's config is larger than 4 MiB".into());
-            }
-        }
-        single_file_of_tar(&tar)
-    }
 }
 
 /// The contents of the one regular file in a tar (as Docker's archive API
@@ -534,12 +686,44 @@ impl PipelockMirror for DockerPipelock {
         let Some(new) = add_pipelock_hosts(&current, hosts)? else {
             return Ok(());
         };
+        self.load_config(&new).await
+    }
+}
+
+impl PipelockConfig for DockerPipelock {
+    async fn read_config(&self) -> Result<String, String> {
+        use futures_util::StreamExt as _;
+        let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
+            .path(crate::plan::PIPELOCK_CONFIG)
+            .build();
+        let mut stream = self
+            .engine
+            .client()
+            .download_from_container(&self.container, Some(opts));
+        let mut tar = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                format!(
+                    "copying {} out of {}: {e}",
+                    crate::plan::PIPELOCK_CONFIG,
+                    self.container
+                )
+            })?;
+            tar.extend_from_slice(&chunk);
+            if tar.len() > 4 * 1024 * 1024 {
+                return Err("pipelock's config is larger than 4 MiB".into());
+            }
+        }
+        single_file_of_tar(&tar)
+    }
+
+    async fn load_config(&self, text: &str) -> Result<(), String> {
         let tar = archive::build(&[FileEntry {
             path: crate::plan::PIPELOCK_CONFIG.to_owned(),
             mode: 0o644,
             uid: SIDECAR_UID,
             gid: SIDECAR_UID,
-            contents: new.into_bytes(),
+            contents: text.as_bytes().to_vec(),
         }])
         .map_err(|e| e.to_string())?;
         self.engine
@@ -569,7 +753,7 @@ impl PipelockMirror for DockerPipelock {
             )
             .await
             .map_err(|e| {
-                format!("pipelock did not come back after the restart with the new allowlist: {e}")
+                format!("pipelock did not come back after the restart with the new config: {e}")
             })
     }
 }

@@ -13,16 +13,20 @@
 
 use std::path::{Path, PathBuf};
 
-use manifest::merge::{ProposedRoute, merge_route};
+use manifest::merge::ProposedRoute;
 use manifest::queue::{
     Decision, Outcome, Proposal, ProposalId, ProposalRequest, QUEUE_FORMAT_VERSION, RoutesEdit,
 };
 use manifest::routes::RouteTable;
 
 use crate::apply::{self, ApplyError, EgressControl, PipelockMirror};
+use crate::approvals::preview::route_preview;
 use crate::identity::Identity;
 use crate::queue_ops::{self, QueueError};
 use crate::state::{self, BottleState};
+
+pub mod agent_text;
+pub mod preview;
 
 /// Lock file serialising applies to one bottle.
 pub const APPLY_LOCK: &str = "apply.lock";
@@ -81,20 +85,20 @@ pub enum ApprovalError {
         /// Why.
         reason: String,
     },
-    /// The proposal needs a credential the bottle does not hold, and the
-    /// operator did not grant it.
+    /// The approval would send a credential to a host that does not carry
+    /// it, and the operator did not grant it.
     #[error(
-        "proposal {id} asks to send your ${token_ref} ({scheme}) to {host}, a credential this bottle's egress proxy does not hold yet. To grant it, approve with `launcher approve {id} --grant {token_ref}` (the value is read from your environment and goes only into the egress container); or approve without it (`--without-auth`), or reject it"
+        "proposal {id} asks to send your ${token_ref} to {host}, which does not carry it now: {held}. Approving that needs your explicit grant: `launcher approve {id} --grant {token_ref}`; or approve without it (`--without-auth`), or reject it"
     )]
     NewCredential {
         /// The id.
         id: String,
         /// The host.
         host: String,
-        /// The scheme.
-        scheme: String,
-        /// The operator variable.
+        /// The operator variable (or the slot, when its variable is unknown).
         token_ref: String,
+        /// Where the bottle holds it now and what a grant reads, in words.
+        held: String,
     },
     /// `--grant` names something other than what the proposal needs.
     #[error("--grant {grant} does not match proposal {id}, which {wanted}; nothing was applied")]
@@ -258,18 +262,20 @@ pub fn reject(loc: &Located, note: &str) -> Result<Decision, ApprovalError> {
     Ok(d)
 }
 
-/// The operator's consent to hand one of their credentials to a bottle:
-/// `--grant NAME` names the variable; its value is read from the
-/// operator's environment and written only into the egress container.
+/// The operator's consent to hand one of their credentials to a host:
+/// `--grant NAME` names the variable. Its value, read from the operator's
+/// environment, is needed only when the bottle does not hold the
+/// credential yet, and is written only into the egress container.
 /// `Debug` never shows the value.
 #[derive(Clone)]
 pub struct Grant {
     token_ref: String,
-    value: String,
+    value: Option<String>,
 }
 
 impl Grant {
-    /// Reads `name` through `env` (the operator's environment).
+    /// Consent for `name`, with its value read through `env` (the
+    /// operator's environment) when it is set and not empty.
     pub fn from_env(
         name: &str,
         env: impl Fn(&str) -> Option<String>,
@@ -279,14 +285,9 @@ impl Grant {
                 name: name.to_owned(),
             });
         }
-        let value = env(name).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-            ApprovalError::GrantUnset {
-                name: name.to_owned(),
-            }
-        })?;
         Ok(Self {
             token_ref: name.to_owned(),
-            value,
+            value: env(name).filter(|v| !v.trim().is_empty()),
         })
     }
 
@@ -294,13 +295,22 @@ impl Grant {
     pub fn token_ref(&self) -> &str {
         &self.token_ref
     }
+
+    /// The value, or [`ApprovalError::GrantUnset`].
+    fn value(&self) -> Result<&str, ApprovalError> {
+        self.value
+            .as_deref()
+            .ok_or_else(|| ApprovalError::GrantUnset {
+                name: self.token_ref.clone(),
+            })
+    }
 }
 
 impl std::fmt::Debug for Grant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Grant")
             .field("token_ref", &self.token_ref)
-            .field("value", &"***")
+            .field("value", &self.value.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -320,13 +330,18 @@ pub struct EgressApproved {
     /// Set when the route went live but its `routes_edit` audit line could
     /// not be appended (the decision is still written: the change is live).
     pub audit_warning: Option<String>,
+    /// The credentials the operator's grant sent to a new host.
+    pub granted: Vec<preview::Attachment>,
 }
 
 /// Approves an `egress-block` proposal: validate again → merge into the
 /// live table → (a granted credential's token file) → apply (pipelock,
 /// write, SIGHUP, confirm) → only then the `approved` decision with the
-/// diff. `without_auth` drops a proposed credential; a credential the
-/// bottle does not hold yet needs the operator's `grant` naming it.
+/// diff. `without_auth` drops a proposed credential. Sending any
+/// credential to a host that does not carry it now needs the operator's
+/// `grant` naming it, whether or not the bottle holds it already
+/// ([`preview::attachments`]); a credential the bottle does not hold yet
+/// also needs the grant's value.
 pub async fn approve_egress(
     loc: &Located,
     egress: &impl EgressControl,
@@ -342,10 +357,11 @@ pub async fn approve_egress(
             loc.proposal.request.tool()
         )));
     };
+    // The reason may quote the agent's host or path: escaped for the terminal.
     let mut proposed =
         ProposedRoute::from_request(req).map_err(|e| ApprovalError::InvalidProposal {
             id: id.clone(),
-            reason: e.to_string(),
+            reason: agent_text::one_line(&e.to_string()),
         })?;
     if without_auth {
         proposed.auth = None;
@@ -358,35 +374,16 @@ pub async fn approve_egress(
         .token_slots()
         .map_err(|e| ApprovalError::Unsupported(format!("{e}; nothing was applied")))?;
     let (table, before) = apply::live_table(bottle, egress).await?;
-    // A token_ref the bottle already holds reuses its slot; any other
-    // needs the operator's explicit grant (docs/approvals.md).
-    let merged = merge_route(&table, &slots, &proposed);
-    let asked = proposed.auth.as_ref().map(|a| a.token_ref.as_str());
-    match (&merged.new_slot, grant, &proposed.auth) {
-        (Some(slot), None, Some(a)) => {
-            return Err(ApprovalError::NewCredential {
-                id,
-                host: proposed.host.to_string(),
-                scheme: a.scheme.as_str().to_owned(),
-                token_ref: slot.token_ref.clone(),
-            });
-        }
-        (_, Some(g), _) if Some(g.token_ref()) != asked || !merged.changed => {
-            let wanted = match (asked, merged.changed) {
-                (Some(t), true) => format!("asks for ${t}"),
-                _ => "needs no new credential".to_owned(),
-            };
-            return Err(ApprovalError::GrantMismatch {
-                id,
-                grant: g.token_ref().to_owned(),
-                wanted,
-            });
-        }
-        _ => {}
-    }
+    let preview = route_preview(&table, &slots, &proposed);
+    check_grant(&id, &preview, grant)?;
+    let granted = preview.attaches;
+    let merged = preview.merge;
     if let (Some(slot), Some(g)) = (&merged.new_slot, grant) {
+        // A credential the bottle does not hold yet: its value comes with
+        // the grant (an unset one is refused here, nothing changed yet).
+        let value = g.value()?;
         egress
-            .write_token(&slot.token_env, &g.value)
+            .write_token(&slot.token_env, value)
             .await
             .map_err(|reason| ApplyError::Token {
                 bottle: bottle.to_owned(),
@@ -468,6 +465,7 @@ pub async fn approve_egress(
         version: status.version,
         missing_token_env: status.missing_token_env,
         audit_warning,
+        granted,
     })
 }
 
@@ -498,10 +496,11 @@ pub async fn approve_pipelock(
         path_allowlist: Vec::new(),
         auth: None,
     })
-    .map_err(|e| invalid(e.to_string()))?;
+    .map_err(|e| invalid(agent_text::one_line(&e.to_string())))?;
     if proposed.host.is_ip() {
         return Err(invalid(format!(
-            "{host} is an IP address; pipelock's allowlist holds host names"
+            "{} is an IP address; pipelock's allowlist holds host names",
+            proposed.host
         )));
     }
     let name = proposed.host.apex().to_owned();
@@ -529,6 +528,56 @@ pub async fn approve_pipelock(
     };
     queue_ops::write_decision(&loc.queue(), &decision)?;
     Ok(decision)
+}
+
+/// The credential rule: every credential the approval attaches to a host
+/// that does not carry it must be granted by name, and a grant must name
+/// exactly what is attached.
+fn check_grant(
+    id: &str,
+    preview: &preview::RoutePreview,
+    grant: Option<&Grant>,
+) -> Result<(), ApprovalError> {
+    for a in &preview.attaches {
+        match grant {
+            None => {
+                return Err(ApprovalError::NewCredential {
+                    id: id.to_owned(),
+                    host: a.host.clone(),
+                    token_ref: a.name().to_owned(),
+                    held: if a.new_slot {
+                        "this bottle does not hold it; with the grant its value is read from your environment and goes only into the egress container".to_owned()
+                    } else if a.carried_by.is_empty() {
+                        format!(
+                            "this bottle holds it in {} for no host; egress already has the value, nothing is read from your environment",
+                            a.token_env
+                        )
+                    } else {
+                        format!(
+                            "this bottle sends it to {} only; egress already has the value, nothing is read from your environment",
+                            a.carried_by.join(", ")
+                        )
+                    },
+                });
+            }
+            Some(g) if g.token_ref() != a.name() => {
+                return Err(ApprovalError::GrantMismatch {
+                    id: id.to_owned(),
+                    grant: g.token_ref().to_owned(),
+                    wanted: format!("asks for ${} on {}", a.name(), a.host),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    match grant {
+        Some(g) if preview.attaches.is_empty() => Err(ApprovalError::GrantMismatch {
+            id: id.to_owned(),
+            grant: g.token_ref().to_owned(),
+            wanted: "sends no credential to a new host (nothing to grant)".to_owned(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Appends the `routes_edit` audit line of a confirmed change; `Err` is a
@@ -637,6 +686,80 @@ pub async fn apply_edit(
     })
 }
 
+/// What a `pipelock edit` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipelockEdited {
+    /// The unified diff of the config.
+    pub diff: String,
+    /// Hosts the edit added to pipelock's allowlist.
+    pub added: Vec<String>,
+    /// Hosts the edit removed from it.
+    pub removed: Vec<String>,
+    /// Set when the `pipelock_edit` audit line could not be appended.
+    pub audit_warning: Option<String>,
+}
+
+/// Applies an operator's edited pipelock config to bottle `identity`:
+/// under the bottle's apply lock the running config must still be the one
+/// the editor started from (`edited_from`; an approval's mirror in
+/// between is refused rather than overwritten), then pipelock is given
+/// the new config and restarted, and must pass its health check — else
+/// the previous config is loaded again ([`apply::replace_pipelock_config`]).
+/// A confirmed edit appends a `pipelock_edit` audit line with the diff.
+pub async fn apply_pipelock_edit(
+    identity: &Identity,
+    state: &BottleState,
+    pipelock: &impl apply::PipelockConfig,
+    edited_from: &str,
+    new: &apply::PipelockConfigText,
+) -> Result<PipelockEdited, ApprovalError> {
+    let bottle = identity.as_str();
+    let _lock = lock(state)?;
+    let live = pipelock.read_config().await.map_err(|reason| {
+        ApprovalError::Unsupported(format!(
+            "reading pipelock's config in {bottle}: {reason}; nothing was changed"
+        ))
+    })?;
+    if live != edited_from {
+        return Err(ApprovalError::Unsupported(format!(
+            "pipelock's config in {bottle} changed while you were editing (an approval added a host); nothing was applied. Run `launcher pipelock edit {bottle}` again"
+        )));
+    }
+    apply::replace_pipelock_config(bottle, pipelock, &live, new).await?;
+    let before: Vec<String> = apply::check_pipelock_config(&live)
+        .map(|c| c.hosts().to_vec())
+        .unwrap_or_default();
+    let diff = manifest::merge::unified_diff(&live, new.text());
+    let record = manifest::queue::PipelockEdit {
+        version: QUEUE_FORMAT_VERSION,
+        bottle: bottle.to_owned(),
+        at: now(),
+        diff: diff.clone(),
+    };
+    let audit_warning = queue_ops::append_pipelock_edit(&state.queue_dir(), &record)
+        .err()
+        .map(|e| {
+            format!(
+                "pipelock in {bottle} runs the new config, but recording the change in the audit log failed: {e}"
+            )
+        });
+    Ok(PipelockEdited {
+        added: new
+            .hosts()
+            .iter()
+            .filter(|h| !before.contains(h))
+            .cloned()
+            .collect(),
+        removed: before
+            .iter()
+            .filter(|h| !new.hosts().contains(h))
+            .cloned()
+            .collect(),
+        diff,
+        audit_warning,
+    })
+}
+
 /// Holds `<state>/apply.lock` exclusively until dropped.
 pub fn lock(state: &BottleState) -> Result<std::fs::File, ApprovalError> {
     let path = state.dir().join(APPLY_LOCK);
@@ -658,19 +781,10 @@ pub fn lock(state: &BottleState) -> Result<std::fs::File, ApprovalError> {
     Ok(f)
 }
 
-/// Agent-written text made safe for a terminal: control characters other
-/// than newline and tab, and bidirectional overrides, become `\u{…}`.
+/// Agent-written text made safe for a terminal, newlines kept (see
+/// [`agent_text::multi_line`]).
 pub fn sanitize(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}');
-        if (c.is_control() && c != '\n' && c != '\t') || bidi {
-            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    agent_text::multi_line(s)
 }
 
 /// A short human age: `42s`, `5m`, `3h`, `2d`.
@@ -682,50 +796,6 @@ pub fn age(since: jiff::Timestamp, now: jiff::Timestamp) -> String {
         s if s < 172_800 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86400),
     }
-}
-
-/// One proposal as text: tool, what it asks for, justification, age.
-pub fn describe(p: &Pending, now: jiff::Timestamp) -> String {
-    let mut out = format!(
-        "{}  {}  {}  ({} ago)\n",
-        p.proposal.id,
-        p.identity,
-        p.proposal.request.tool(),
-        age(p.proposal.created_at, now)
-    );
-    match &p.proposal.request {
-        ProposalRequest::Egress(r) => {
-            out.push_str(&format!("  host: {}\n", sanitize(&r.host)));
-            if r.path_allowlist.is_empty() {
-                out.push_str("  paths: (all)\n");
-            } else {
-                out.push_str(&format!(
-                    "  paths: {}\n",
-                    sanitize(&r.path_allowlist.join(", "))
-                ));
-            }
-            if let Some(a) = &r.auth {
-                out.push_str(&format!(
-                    "  auth: {} from ${}\n",
-                    sanitize(&a.scheme),
-                    sanitize(&a.token_ref)
-                ));
-            }
-        }
-        ProposalRequest::Capability { dockerfile } => {
-            out.push_str("  proposed Dockerfile:\n");
-            for l in sanitize(dockerfile).lines() {
-                out.push_str(&format!("    | {l}\n"));
-            }
-        }
-        ProposalRequest::Pipelock { host } => {
-            out.push_str(&format!("  host: {}\n", sanitize(host)));
-        }
-    }
-    out.push_str("  justification: ");
-    out.push_str(&sanitize(&p.proposal.justification).replace('\n', "\n    "));
-    out.push('\n');
-    out
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! `launcher proposals`, `approve`, `reject` and `routes [edit]`: the
-//! operator's side of the approval loop (docs/approvals.md).
+//! `launcher proposals [show]`, `approve`, `reject`, `routes [edit]` and
+//! `pipelock edit`: the operator's side of the approval loop
+//! (docs/approvals.md).
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use launcher::apply::{self, DockerEgress, DockerPipelock};
+use launcher::approvals::preview::{self, Changes, Layout};
 use launcher::approvals::{self, Located};
 use launcher::docker::{DockerError, Engine};
 use launcher::identity::{Component, Identity};
@@ -23,18 +25,31 @@ pub enum Format {
     Json,
 }
 
-/// List pending proposals across bottles.
+/// List pending proposals across bottles, or show one whole.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ProposalsArgs {
     /// Only this bottle's proposals.
     #[arg(long)]
     pub identity: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     pub format: Format,
     /// State root (default: $CLAUDE_BOTTLE_STATE_DIR or ~/.claude-bottle/state).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<ProposalsCommand>,
+}
+
+/// `proposals` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProposalsCommand {
+    /// One proposal whole: what is asked, the whole diff, the whole justification.
+    Show {
+        /// The proposal id.
+        id: String,
+    },
 }
 
 /// Approve a proposal (for egress-block: the route is live before the agent hears).
@@ -147,29 +162,46 @@ fn backfill(loc: &Located) {
     }
 }
 
-/// `launcher proposals`.
+/// Columns the text output fits agent text into: the terminal's width,
+/// else 100.
+fn text_width() -> usize {
+    if std::io::stdout().is_terminal()
+        && let Ok((cols, _)) = crossterm::terminal::size()
+    {
+        return usize::from(cols).clamp(40, 240);
+    }
+    100
+}
+
+/// `launcher proposals [show ID]`.
 pub fn proposals(args: &ProposalsArgs) -> anyhow::Result<()> {
     let root = root(args.state_dir.as_deref())?;
+    if let Some(ProposalsCommand::Show { id }) = &args.command {
+        return show_proposal(&root, id, args.format);
+    }
     let only = args.identity.as_deref().map(Identity::parse).transpose()?;
     let (mut pending, problems) = approvals::list_pending(&root, only.as_ref())?;
     for p in &problems {
         eprintln!("warning: skipped {p}");
     }
+    let rt = runtime()?;
     // Only running bottles wait for decisions; without Docker, list all.
-    let running: Option<Vec<String>> = runtime()?.block_on(async {
-        let engine = Engine::connect().await.ok()?;
-        let mut ids: Vec<String> = pending.iter().map(|p| p.identity.to_string()).collect();
-        ids.sort();
-        ids.dedup();
-        let mut up = Vec::new();
-        for id in ids {
-            if let Ok(identity) = Identity::parse(&id)
-                && running(&engine, &identity).await.is_ok()
-            {
-                up.push(id);
+    let engine = rt.block_on(Engine::connect()).ok();
+    let running: Option<Vec<String>> = engine.as_ref().map(|engine| {
+        rt.block_on(async {
+            let mut ids: Vec<String> = pending.iter().map(|p| p.identity.to_string()).collect();
+            ids.sort();
+            ids.dedup();
+            let mut up = Vec::new();
+            for id in ids {
+                if let Ok(identity) = Identity::parse(&id)
+                    && running(engine, &identity).await.is_ok()
+                {
+                    up.push(id);
+                }
             }
-        }
-        Some(up)
+            up
+        })
     });
     match &running {
         Some(up) => {
@@ -183,26 +215,26 @@ pub fn proposals(args: &ProposalsArgs) -> anyhow::Result<()> {
             }
         }
         None => eprintln!(
-            "warning: the Docker engine does not answer; listing proposals of every bottle in {}, running or not",
+            "warning: the Docker engine does not answer; listing proposals of every bottle in {}, running or not (what approval changes cannot be read)",
             root.display()
         ),
     }
+    let changes: Vec<Changes> = rt.block_on(async {
+        let mut out = Vec::new();
+        for p in &pending {
+            let st = state::BottleState::new(&root, &p.identity);
+            out.push(preview::changes(engine.as_ref(), &st, p, running.is_some()).await);
+        }
+        out
+    });
     let now = jiff::Timestamp::now();
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
             let items: Vec<serde_json::Value> = pending
                 .iter()
-                .map(|p| {
-                    let mut v = serde_json::to_value(&p.proposal).unwrap_or_default();
-                    if let Some(o) = v.as_object_mut() {
-                        o.insert(
-                            "age_seconds".into(),
-                            (now.as_second() - p.proposal.created_at.as_second()).into(),
-                        );
-                    }
-                    v
-                })
+                .zip(&changes)
+                .map(|(p, c)| proposal_json(p, c, now))
                 .collect();
             writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
         }
@@ -210,18 +242,88 @@ pub fn proposals(args: &ProposalsArgs) -> anyhow::Result<()> {
             if pending.is_empty() {
                 writeln!(out, "no pending proposals")?;
             }
-            for p in &pending {
-                writeln!(out, "{}", approvals::describe(p, now))?;
+            let layout = Layout {
+                width: text_width(),
+                full: false,
+            };
+            for (p, c) in pending.iter().zip(&changes) {
+                writeln!(out, "{}", preview::render(p, c, now, layout))?;
             }
             if !pending.is_empty() {
                 writeln!(
                     out,
-                    "decide with `launcher approve <id> [--note TEXT]` or `launcher reject <id> --note TEXT`"
+                    "decide with `launcher approve <id> [--note TEXT]` or `launcher reject <id> --note TEXT`; `launcher proposals show <id>` shows one whole"
                 )?;
             }
         }
     }
     Ok(())
+}
+
+fn proposal_json(p: &approvals::Pending, c: &Changes, now: jiff::Timestamp) -> serde_json::Value {
+    let mut v = serde_json::to_value(&p.proposal).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "age_seconds".into(),
+            (now.as_second() - p.proposal.created_at.as_second()).into(),
+        );
+        o.insert("changes".into(), preview::changes_json(c));
+    }
+    v
+}
+
+/// `launcher proposals show ID`: everything, nothing cut.
+fn show_proposal(root: &std::path::Path, id: &str, format: Format) -> anyhow::Result<()> {
+    let loc = approvals::locate(root, id)?;
+    let decided = launcher::queue_ops::ensure_undecided(&loc.queue(), &loc.proposal.id).err();
+    let rt = runtime()?;
+    let changes = rt.block_on(async {
+        let engine = Engine::connect().await.ok();
+        let up = match &engine {
+            Some(e) => running(e, &loc.identity).await.is_ok(),
+            None => false,
+        };
+        let p = approvals::Pending {
+            identity: loc.identity.clone(),
+            proposal: loc.proposal.clone(),
+        };
+        preview::changes(engine.as_ref(), &loc.state, &p, up).await
+    });
+    let p = approvals::Pending {
+        identity: loc.identity.clone(),
+        proposal: loc.proposal.clone(),
+    };
+    let now = jiff::Timestamp::now();
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&proposal_json(&p, &changes, now))?
+        ),
+        Format::Text => {
+            if let Some(d) = &decided {
+                println!("note: {d}");
+            }
+            let layout = Layout {
+                width: text_width(),
+                full: true,
+            };
+            print!("{}", preview::render(&p, &changes, now, layout));
+        }
+    }
+    Ok(())
+}
+
+/// Prints what an approval of `loc` asks for, before anything is done.
+fn print_asked(loc: &Located) {
+    println!(
+        "approving {} ({} from bottle {}):",
+        loc.proposal.id,
+        loc.proposal.request.tool(),
+        loc.identity
+    );
+    for (k, v) in preview::asked(&loc.proposal.request) {
+        println!("{}", preview::field(k, &v, text_width()));
+    }
 }
 
 /// `launcher approve`.
@@ -230,6 +332,7 @@ pub fn approve(args: &ApproveArgs) -> anyhow::Result<()> {
     let loc = approvals::locate(&root, &args.id)?;
     backfill(&loc);
     launcher::queue_ops::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
+    print_asked(&loc);
     match &loc.proposal.request {
         ProposalRequest::Egress(_) => {}
         ProposalRequest::Capability { .. } => return approve_capability(args, &loc),
@@ -265,12 +368,24 @@ pub fn approve(args: &ApproveArgs) -> anyhow::Result<()> {
                 args.id, loc.identity, a.version
             );
             if let Some(d) = &a.decision.diff {
-                print!("{d}");
+                print!("{}", approvals::sanitize(d));
             }
         } else {
             println!(
                 "approved {}: bottle {} already allowed everything it asked for; nothing changed",
                 args.id, loc.identity
+            );
+        }
+        for g in &a.granted {
+            println!(
+                "granted: your ${} now goes to {}{}",
+                g.name(),
+                g.host,
+                if g.new_slot {
+                    format!(" (written into the egress container as {})", g.token_env)
+                } else {
+                    format!(" (egress already held it as {})", g.token_env)
+                }
             );
         }
         if let Some(w) = &a.audit_warning {
@@ -372,9 +487,12 @@ fn show(identity: &Identity, format: Format) -> anyhow::Result<()> {
     })
 }
 
-fn edit(identity: &Identity, state_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
-    use apply::EgressControl as _;
-    // The change is recorded in the bottle's audit log: its state must be here.
+/// The state of a bottle whose change an edit records in its audit log
+/// (the queue): it must be under the state root.
+fn audited_state(
+    identity: &Identity,
+    state_dir: Option<&std::path::Path>,
+) -> anyhow::Result<state::BottleState> {
     let st = state::BottleState::new(&root(state_dir)?, identity);
     if !st.queue_dir().is_dir() {
         bail!(
@@ -382,6 +500,12 @@ fn edit(identity: &Identity, state_dir: Option<&std::path::Path>) -> anyhow::Res
             st.dir().display()
         );
     }
+    Ok(st)
+}
+
+fn edit(identity: &Identity, state_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use apply::EgressControl as _;
+    let st = audited_state(identity, state_dir)?;
     let rt = runtime()?;
     let egress = rt.block_on(egress_of(identity))?;
     let current = rt
@@ -462,7 +586,7 @@ fn approve_pipelock(args: &ApproveArgs, loc: &Located) -> anyhow::Result<()> {
             args.id, loc.identity
         );
         if let Some(diff) = &d.diff {
-            print!("{diff}");
+            print!("{}", approvals::sanitize(diff));
         }
         Ok(())
     })
@@ -484,7 +608,8 @@ fn approve_capability(args: &ApproveArgs, loc: &Located) -> anyhow::Result<()> {
             loc.state.dir().display()
         );
         if let Some(d) = &c.decision.diff {
-            print!("{d}");
+            // The Dockerfile is the agent's text.
+            print!("{}", approvals::sanitize(d));
         }
         // Tear down only once supervise has answered the waiting agent
         // (its "decision observed" log line), bounded by a deadline.
@@ -505,4 +630,89 @@ fn approve_capability(args: &ApproveArgs, loc: &Located) -> anyhow::Result<()> {
         println!("resume it with:\n  launcher resume {}", loc.identity);
         Ok(())
     })
+}
+
+/// Edit a bottle's pipelock config.
+#[derive(Debug, Args)]
+pub struct PipelockArgs {
+    /// State root, where the edit is recorded in the bottle's audit log
+    /// (default: $CLAUDE_BOTTLE_STATE_DIR or ~/.claude-bottle/state).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: PipelockCommand,
+}
+
+/// `pipelock` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PipelockCommand {
+    /// Edit the running pipelock's config in $VISUAL/$EDITOR; validated,
+    /// then loaded with a restart and a health check (rolled back if it fails).
+    Edit {
+        /// The bottle identity.
+        identity: String,
+    },
+}
+
+/// `launcher pipelock edit`.
+pub fn pipelock(args: &PipelockArgs) -> anyhow::Result<()> {
+    use apply::PipelockConfig as _;
+    let PipelockCommand::Edit { identity } = &args.command;
+    let identity = Identity::parse(identity)?;
+    let st = audited_state(&identity, args.state_dir.as_deref())?;
+    let rt = runtime()?;
+    let Some(pipelock) = rt.block_on(async {
+        let engine = Engine::connect().await.ok()?;
+        DockerPipelock::of_bottle(&engine, &identity).await
+    }) else {
+        bail!(
+            "bottle {identity} has no running pipelock (it runs only with `pipelock: true` in the manifest, and only while the bottle runs; see `launcher list`). Nothing was changed"
+        );
+    };
+    let current = rt
+        .block_on(pipelock.read_config())
+        .map_err(anyhow::Error::msg)?;
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let file = dir.path().join(format!("{identity}-pipelock.yaml"));
+    let cmd = routes_edit::editor_command(|k| std::env::var(k).ok());
+    let interactive = std::io::stdin().is_terminal();
+    let edited = routes_edit::edit_checked(
+        &format!(
+            "pipelock config of bottle {identity} (restarted with it; rolled back if unhealthy)"
+        ),
+        &current,
+        &file,
+        interactive,
+        &mut |p| routes_edit::run_editor(&cmd, p),
+        &apply::check_pipelock_config,
+        &|c: &apply::PipelockConfigText| c.text().trim_end() == current.trim_end(),
+    )?;
+    let config = match edited {
+        Edited::Unchanged => {
+            println!("no change; nothing applied");
+            return Ok(());
+        }
+        Edited::Changed(c) => c,
+    };
+    let done = rt.block_on(approvals::apply_pipelock_edit(
+        &identity, &st, &pipelock, &current, &config,
+    ))?;
+    println!("applied: pipelock in bottle {identity} restarted with the new config and is healthy");
+    print!("{}", done.diff);
+    if !done.added.is_empty() {
+        println!(
+            "note: pipelock now also allows {}; egress-proxy still refuses a host no route allows",
+            done.added.join(", ")
+        );
+    }
+    if !done.removed.is_empty() {
+        println!(
+            "note: pipelock no longer allows {}; requests egress lets through to them now fail at pipelock",
+            done.removed.join(", ")
+        );
+    }
+    if let Some(w) = &done.audit_warning {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
 }

@@ -17,6 +17,7 @@ use futures_util::StreamExt as _;
 use manifest::merge::unified_diff;
 use manifest::queue::{Decision, Outcome, ProposalRequest, QUEUE_FORMAT_VERSION};
 
+use crate::approvals::preview::Baseline;
 use crate::approvals::{self, ApprovalError, Located};
 use crate::docker::Engine;
 use crate::identity::{Component, Identity};
@@ -98,6 +99,29 @@ pub async fn current_dockerfile(engine: &Engine, supervise: &str) -> Option<Stri
     first_file_text(&tar_bytes)
 }
 
+/// The Dockerfile a capability proposal is compared with (the previews
+/// and the approved decision's diff use the same one): the one the
+/// running bottle was built from (supervise's copy, when `engine` is
+/// given and answers), else the one an earlier approval saved in the
+/// state directory `dir`, else nothing (an image given by reference has
+/// no Dockerfile).
+pub async fn baseline_dockerfile(
+    engine: Option<&Engine>,
+    identity: &Identity,
+    dir: &Path,
+) -> (String, Baseline) {
+    if let Some(engine) = engine {
+        let supervise = identity.container_name(Component::Supervise);
+        if let Some(text) = current_dockerfile(engine, &supervise).await {
+            return (text, Baseline::Running);
+        }
+    }
+    match std::fs::read_to_string(dir.join(DOCKERFILE)) {
+        Ok(text) => (text, Baseline::Saved),
+        Err(_) => (String::new(), Baseline::Unknown),
+    }
+}
+
 /// The text of the first regular file in a tar archive.
 fn first_file_text(tar_bytes: &[u8]) -> Option<String> {
     let mut archive = tar::Archive::new(tar_bytes);
@@ -154,14 +178,7 @@ pub async fn approve_capability(
     let _lock = approvals::lock(&loc.state)?;
     queue_ops::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
     let dir = loc.state.dir();
-    // The baseline of the diff is the Dockerfile the bottle runs now: the copy
-    // supervise serves to the agent, else the per-bottle one from a previous
-    // resume, else nothing (an image given by reference has no Dockerfile).
-    let supervise = loc.identity.container_name(Component::Supervise);
-    let previous = match current_dockerfile(engine, &supervise).await {
-        Some(text) => text,
-        None => std::fs::read_to_string(dir.join(DOCKERFILE)).unwrap_or_default(),
-    };
+    let (previous, _) = baseline_dockerfile(Some(engine), &loc.identity, dir).await;
     let agent = loc.identity.container_name(Component::Agent);
     let transcript = snapshot_transcript(engine, &agent)
         .await

@@ -1,8 +1,10 @@
 //! `launcher dashboard`: a keyboard-only terminal UI over every bottle —
 //! the bottles, their pending proposals with a preview of exactly what
-//! approval changes (the routes diff against the live table, or the
-//! proposed Dockerfile), approve / reject with a note, and one timeline of
-//! proposals, decisions and egress allow/deny lines.
+//! approval changes (what is asked, the routes diff against the live
+//! table or the Dockerfile diff against the current one, then the agent's
+//! justification, cut, with `w` to read it whole), approve / reject with a
+//! note, an explicit confirm step before a credential goes to a new host,
+//! and one timeline of proposals, decisions and egress allow/deny lines.
 //!
 //! Is: [`App`], the UI state as a pure state machine (keys and worker
 //! results in, [`Request`]s out; unit-tested), the drawing ([`view`],
@@ -32,18 +34,9 @@ pub struct BottleRow {
     pub preserved: bool,
 }
 
-/// What approving a proposal would change.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Preview {
-    /// The routes-file diff against the live table.
-    RouteDiff(String),
-    /// The live table already allows it.
-    NoChange,
-    /// The proposed Dockerfile (shown in full).
-    Dockerfile(String),
-    /// Why no preview could be made (e.g. the bottle stopped).
-    Unavailable(String),
-}
+/// What approving a proposal would change (shared with `launcher
+/// proposals`).
+pub use crate::approvals::preview::Changes as Preview;
 
 /// A pending proposal with its preview.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,15 +76,26 @@ pub struct Snapshot {
 }
 
 /// Approve or reject.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Approve (egress: apply, then decide).
     Approve {
         /// Drop a proposed credential for a new host.
         without_auth: bool,
+        /// The credential the operator confirmed sending to a new host
+        /// (the `--grant` of the CLI).
+        grant: Option<String>,
     },
     /// Reject (note required).
     Reject,
+}
+
+impl Verdict {
+    /// Approve, without a grant.
+    pub const APPROVE: Self = Self::Approve {
+        without_auth: false,
+        grant: None,
+    };
 }
 
 /// What the UI is doing.
@@ -99,6 +103,20 @@ pub enum Verdict {
 pub enum Mode {
     /// Browsing.
     Browse,
+    /// Confirming that a credential goes to a host that does not carry
+    /// it: the operator types the variable's name.
+    ConfirmGrant {
+        /// The proposal.
+        id: String,
+        /// The variable to type.
+        token_ref: String,
+        /// The host that would get it.
+        host: String,
+        /// Where egress sends it now ("" when it does not hold it).
+        carried_by: String,
+        /// What was typed so far.
+        typed: String,
+    },
     /// Typing the note for a verdict on proposal `id`.
     Note {
         /// The verdict.
@@ -107,6 +125,13 @@ pub enum Mode {
         id: String,
         /// The note so far.
         text: String,
+    },
+    /// Reading a proposal's whole justification.
+    Reading {
+        /// The proposal.
+        id: String,
+        /// Lines scrolled down.
+        scroll: u16,
     },
     /// Waiting for the worker to finish a decision.
     Busy(String),
@@ -204,6 +229,57 @@ impl App {
         }
         match &mut self.mode {
             Mode::Busy(_) => Request::None,
+            Mode::Reading { scroll, .. } => {
+                match key.code {
+                    KeyCode::Esc | KeyCode::Char('q' | 'w') | KeyCode::Enter => {
+                        self.mode = Mode::Browse;
+                    }
+                    KeyCode::Down | KeyCode::Char('j') => *scroll = scroll.saturating_add(1),
+                    KeyCode::Up | KeyCode::Char('k') => *scroll = scroll.saturating_sub(1),
+                    KeyCode::PageDown => *scroll = scroll.saturating_add(10),
+                    KeyCode::PageUp => *scroll = scroll.saturating_sub(10),
+                    _ => {}
+                }
+                Request::None
+            }
+            Mode::ConfirmGrant {
+                id,
+                token_ref,
+                typed,
+                ..
+            } => match key.code {
+                KeyCode::Esc => {
+                    self.mode = Mode::Browse;
+                    self.status = "cancelled: nothing was granted".into();
+                    Request::None
+                }
+                KeyCode::Enter if typed == token_ref => {
+                    self.mode = Mode::Note {
+                        verdict: Verdict::Approve {
+                            without_auth: false,
+                            grant: Some(token_ref.clone()),
+                        },
+                        id: id.clone(),
+                        text: String::new(),
+                    };
+                    Request::None
+                }
+                KeyCode::Enter => {
+                    self.status = format!(
+                        "type {token_ref} exactly to grant it, or Esc (A approves without it)"
+                    );
+                    Request::None
+                }
+                KeyCode::Backspace => {
+                    typed.pop();
+                    Request::None
+                }
+                KeyCode::Char(c) if !c.is_control() && typed.len() < 256 => {
+                    typed.push(c);
+                    Request::None
+                }
+                _ => Request::None,
+            },
             Mode::Note { verdict, id, text } => match key.code {
                 KeyCode::Esc => {
                     self.mode = Mode::Browse;
@@ -217,7 +293,7 @@ impl App {
                     }
                     let req = Request::Decide {
                         id: id.clone(),
-                        verdict: *verdict,
+                        verdict: verdict.clone(),
                         note: text.trim().to_owned(),
                     };
                     self.mode = Mode::Busy(format!("deciding {id}…"));
@@ -263,23 +339,49 @@ impl App {
                 self.status = "refreshing…".into();
                 Request::Refresh
             }
-            KeyCode::Char(c @ ('a' | 'A' | 'r')) => {
+            KeyCode::Char(c @ ('a' | 'A' | 'r' | 'w')) => {
                 let Some(p) = self.current() else {
                     self.status = "no pending proposal selected".into();
                     return Request::None;
                 };
                 let id = p.proposal.id.to_string();
-                let verdict = match c {
-                    'a' => Verdict::Approve {
-                        without_auth: false,
-                    },
-                    'A' => Verdict::Approve { without_auth: true },
-                    _ => Verdict::Reject,
+                // A credential for a host that does not carry it: the
+                // operator confirms it by name before anything else.
+                let grant = match &p.preview {
+                    Preview::Routes(r) if c == 'a' => r.attaches.first().cloned(),
+                    _ => None,
                 };
-                self.mode = Mode::Note {
-                    verdict,
-                    id,
-                    text: String::new(),
+                if grant.is_some() {
+                    self.status =
+                        "type the variable's name and Enter to grant it; Esc cancels".into();
+                }
+                self.mode = match (c, grant) {
+                    ('w', _) => Mode::Reading { id, scroll: 0 },
+                    (_, Some(g)) => Mode::ConfirmGrant {
+                        id,
+                        token_ref: g.name().to_owned(),
+                        host: g.host.clone(),
+                        carried_by: g.carried_by.join(", "),
+                        typed: String::new(),
+                    },
+                    ('a', None) => Mode::Note {
+                        verdict: Verdict::APPROVE,
+                        id,
+                        text: String::new(),
+                    },
+                    ('A', None) => Mode::Note {
+                        verdict: Verdict::Approve {
+                            without_auth: true,
+                            grant: None,
+                        },
+                        id,
+                        text: String::new(),
+                    },
+                    _ => Mode::Note {
+                        verdict: Verdict::Reject,
+                        id,
+                        text: String::new(),
+                    },
                 };
                 Request::None
             }

@@ -46,7 +46,7 @@ enum Command {
     /// Prepare images (base, sidecars, agent).
     #[command(subcommand)]
     Images(build_images::ImagesCommand),
-    /// List pending proposals (egress-block, capability-block) across bottles.
+    /// List pending proposals with what approval changes (`proposals show ID`: one whole).
     Proposals(approvals_cmd::ProposalsArgs),
     /// Approve a proposal; an egress route is live before the agent hears.
     Approve(approvals_cmd::ApproveArgs),
@@ -54,6 +54,9 @@ enum Command {
     Reject(approvals_cmd::RejectArgs),
     /// Show a bottle's live routes (`routes ID`) or edit them (`routes edit ID`).
     Routes(approvals_cmd::RoutesArgs),
+    /// Edit a bottle's pipelock config (`pipelock edit ID`), validated before it is loaded.
+    #[command(subcommand_required = true)]
+    Pipelock(approvals_cmd::PipelockArgs),
     /// Terminal UI: bottles, pending proposals with a diff preview, decide, timeline.
     Dashboard(approvals_cmd::DashboardArgs),
     /// Rebuild and restart a bottle after a capability approval, transcripts restored.
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Approve(args) => approvals_cmd::approve(args).map(|()| ExitCode::SUCCESS),
         Command::Reject(args) => approvals_cmd::reject(args).map(|()| ExitCode::SUCCESS),
         Command::Routes(args) => approvals_cmd::routes(args).map(|()| ExitCode::SUCCESS),
+        Command::Pipelock(args) => approvals_cmd::pipelock(args).map(|()| ExitCode::SUCCESS),
         Command::Dashboard(args) => approvals_cmd::dashboard(args).map(|()| ExitCode::SUCCESS),
         Command::Resume(args) => resume_cmd::resume(args),
     };

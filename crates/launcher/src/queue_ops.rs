@@ -20,8 +20,8 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use manifest::queue::{
-    AuditRecord, Decision, OperatorAuditRecord, Proposal, ProposalId, QUEUE_FORMAT_VERSION,
-    RoutesEdit,
+    AuditRecord, Decision, OperatorAuditRecord, PipelockEdit, Proposal, ProposalId,
+    QUEUE_FORMAT_VERSION, RoutesEdit,
 };
 use serde::de::DeserializeOwned;
 
@@ -351,6 +351,12 @@ pub fn append_routes_edit(queue: &Path, record: &RoutesEdit) -> Result<(), Queue
     append_line(queue, &OperatorAuditRecord::RoutesEdit(record.clone()))
 }
 
+/// Appends a `pipelock_edit` line (an operator's edit of pipelock's
+/// config) with the same discipline as [`append_audit`].
+pub fn append_pipelock_edit(queue: &Path, record: &PipelockEdit) -> Result<(), QueueError> {
+    append_line(queue, &OperatorAuditRecord::PipelockEdit(record.clone()))
+}
+
 fn append_line(queue: &Path, record: &impl serde::Serialize) -> Result<(), QueueError> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let path = queue.join(AUDIT);
@@ -402,9 +408,9 @@ pub fn read_audit(queue: &Path) -> Result<Vec<AuditRecord>, QueueError> {
         .collect())
 }
 
-/// Every parseable `routes_edit` record, in file order (other lines
-/// skipped).
-pub fn read_routes_edits(queue: &Path) -> Result<Vec<RoutesEdit>, QueueError> {
+/// Every parseable operator record (`routes_edit`, `pipelock_edit`), in
+/// file order (other lines skipped).
+pub fn read_operator_records(queue: &Path) -> Result<Vec<OperatorAuditRecord>, QueueError> {
     let path = queue.join(AUDIT);
     let text = match std::fs::read(&path) {
         Ok(b) => b,
@@ -413,7 +419,16 @@ pub fn read_routes_edits(queue: &Path) -> Result<Vec<RoutesEdit>, QueueError> {
     };
     Ok(String::from_utf8_lossy(&text)
         .lines()
-        .filter_map(|l| match serde_json::from_str(l).ok()? {
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+/// Every parseable `routes_edit` record, in file order (other lines
+/// skipped).
+pub fn read_routes_edits(queue: &Path) -> Result<Vec<RoutesEdit>, QueueError> {
+    Ok(read_operator_records(queue)?
+        .into_iter()
+        .filter_map(|r| match r {
             OperatorAuditRecord::RoutesEdit(r) => Some(r),
             #[allow(unreachable_patterns)] // the enum is non_exhaustive
             _ => None,

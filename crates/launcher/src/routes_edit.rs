@@ -1,14 +1,16 @@
-//! `launcher routes edit`: the operator edits a bottle's live routes file in
-//! `$VISUAL`/`$EDITOR`, and nothing is applied until the text parses as a
-//! routes file (`manifest::routes::RouteTable::parse`).
+//! `launcher routes edit` and `launcher pipelock edit`: the operator edits
+//! a bottle's live routes file (or pipelock config) in `$VISUAL`/`$EDITOR`,
+//! and nothing is applied until the text passes its check (for routes,
+//! `manifest::routes::RouteTable::parse`; for pipelock,
+//! [`crate::apply::check_pipelock_config`]).
 //!
-//! Is: the edit loop as a function of an editor callback, so it is tested
-//! without a terminal. A mistake re-opens the editor with the errors as
-//! comments on top (interactive use); without a terminal, or when the
-//! operator saves the same broken text again, it stops with the errors
-//! and nothing changes.
+//! Is: the edit loop as a function of an editor callback and a check, so
+//! it is tested without a terminal. A mistake re-opens the editor with the
+//! errors as comments on top (interactive use); without a terminal, or
+//! when the operator saves the same broken text again, it stops with the
+//! errors and nothing changes.
 //!
-//! Is not: applying (the caller hands the table to [`crate::apply`]).
+//! Is not: applying (the caller hands the result to [`crate::apply`]).
 
 use std::path::Path;
 
@@ -22,8 +24,8 @@ const MARK: &str = "# launcher:";
 /// Why an edit ended without a table to apply.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EditError {
-    /// The edited text does not parse.
-    #[error("the edited routes file is invalid, nothing was applied:\n{0}")]
+    /// The edited text does not pass its check.
+    #[error("the edited file is invalid, nothing was applied:\n{0}")]
     Invalid(String),
     /// The editor failed.
     #[error("the editor failed ({0}); nothing was applied")]
@@ -35,16 +37,16 @@ pub enum EditError {
 
 /// The outcome of an edit.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Edited {
-    /// The operator saved the table unchanged (or emptied the file).
+pub enum Edited<T = RouteTable> {
+    /// The operator saved the text unchanged (or emptied the file).
     Unchanged,
-    /// A valid, different table.
-    Changed(RouteTable),
+    /// A valid, different result.
+    Changed(T),
 }
 
-fn header(bottle: &str, errors: Option<&str>) -> String {
+fn header(what: &str, errors: Option<&str>) -> String {
     let mut h = format!(
-        "{MARK} live routes of bottle {bottle}. Save to apply (validated first); save it unchanged or empty to cancel.\n"
+        "{MARK} {what}. Save to apply (validated first); save it unchanged or empty to cancel.\n"
     );
     if let Some(e) = errors {
         h.push_str(&format!(
@@ -74,12 +76,36 @@ pub fn edit(
     interactive: bool,
     editor: &mut dyn FnMut(&Path) -> Result<(), String>,
 ) -> Result<Edited, EditError> {
-    let io = |e: std::io::Error| EditError::Io(format!("{}: {e}", file.display()));
     let current_table = RouteTable::parse(current, "live routes").ok();
+    edit_checked(
+        &format!("live routes of bottle {bottle}"),
+        current,
+        file,
+        interactive,
+        editor,
+        &|text: &str| RouteTable::parse(text, "edited routes").map_err(|e| e.to_string()),
+        &|t: &RouteTable| current_table.as_ref() == Some(t),
+    )
+}
+
+/// The edit loop over any text: `check` turns the saved text (without
+/// this loop's comment lines) into a `T` or the problems to show;
+/// `unchanged` says whether a valid `T` is what was live (then nothing is
+/// applied). `what` names the file in the header comment.
+pub fn edit_checked<T>(
+    what: &str,
+    current: &str,
+    file: &Path,
+    interactive: bool,
+    editor: &mut dyn FnMut(&Path) -> Result<(), String>,
+    check: &dyn Fn(&str) -> Result<T, String>,
+    unchanged: &dyn Fn(&T) -> bool,
+) -> Result<Edited<T>, EditError> {
+    let io = |e: std::io::Error| EditError::Io(format!("{}: {e}", file.display()));
     let mut body = strip_marks(current);
     let mut errors: Option<String> = None;
     for _ in 0..MAX_ATTEMPTS {
-        let presented = format!("{}{body}", header(bottle, errors.as_deref()));
+        let presented = format!("{}{body}", header(what, errors.as_deref()));
         std::fs::write(file, &presented).map_err(io)?;
         editor(file).map_err(EditError::Editor)?;
         let text = std::fs::read_to_string(file).map_err(io)?;
@@ -90,11 +116,10 @@ pub fn edit(
         {
             return Ok(Edited::Unchanged);
         }
-        match RouteTable::parse(&edited, "edited routes") {
-            Ok(t) if current_table.as_ref() == Some(&t) => return Ok(Edited::Unchanged),
+        match check(&edited) {
+            Ok(t) if unchanged(&t) => return Ok(Edited::Unchanged),
             Ok(t) => return Ok(Edited::Changed(t)),
-            Err(e) => {
-                let msg = e.to_string();
+            Err(msg) => {
                 // Saved the same broken text again: the operator gives up.
                 if !interactive || (errors.is_some() && edited == body) {
                     return Err(EditError::Invalid(msg));

@@ -201,6 +201,21 @@ pub struct RoutesEdit {
     pub diff: String,
 }
 
+/// An operator's edit of a bottle's pipelock config (`launcher pipelock
+/// edit`), recorded in `audit.jsonl` once pipelock runs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelockEdit {
+    /// Format version ([`QUEUE_FORMAT_VERSION`]).
+    pub version: u32,
+    /// The bottle whose pipelock changed.
+    pub bottle: String,
+    /// When pipelock came back healthy with the new config.
+    pub at: jiff::Timestamp,
+    /// Unified diff of the config, before → after (pipelock's config
+    /// holds no secret).
+    pub diff: String,
+}
+
 /// Audit lines written by the operator side in addition to the
 /// [`AuditRecord`] events (tagged by `event` like them).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,6 +225,9 @@ pub enum OperatorAuditRecord {
     /// `{"event":"routes_edit", ...}`: the live routes changed.
     #[serde(rename = "routes_edit")]
     RoutesEdit(RoutesEdit),
+    /// `{"event":"pipelock_edit", ...}`: an operator edited pipelock's config.
+    #[serde(rename = "pipelock_edit")]
+    PipelockEdit(PipelockEdit),
 }
 
 #[cfg(test)]

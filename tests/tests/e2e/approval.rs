@@ -1,8 +1,11 @@
 //! The approval loop end to end: the agent asks supervise for a host over
 //! MCP after a 403, the operator approves with `launcher approve`, the next
 //! request succeeds without a restart and a transfer running across the
-//! reload completes; a rejection's note reaches the agent; bad ids and an
-//! invalid `routes edit` change nothing.
+//! reload completes; a rejection's note reaches the agent; a credential goes
+//! to a new host only by an explicit grant, and the listing shows what is
+//! asked and the diff before the agent's words; bad ids and an invalid
+//! `routes edit` change nothing; `pipelock edit` loads a checked config and
+//! rolls back one pipelock cannot run.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -247,6 +250,57 @@ async fn an_approved_route_is_live_without_restart_and_a_rejection_returns_the_n
         let slots = std::fs::read_to_string(state.join(&identity).join("token-slots.json")).expect("slots");
         assert!(slots.contains("E2E_GRANTED_TOKEN") && !slots.contains(&granted), "{slots}");
 
+        // 6b. A credential the bottle already holds (the manifest's
+        //     E2E_GITHUB_TOKEN, sent to api.github.test) asked for on another
+        //     host: never without the operator's explicit grant, and the
+        //     listing says so before the agent's words.
+        call_in_background(
+            &bottle,
+            "ask4",
+            "egress-block",
+            r#"{"host": "git.test", "auth": {"scheme": "Bearer", "token_ref": "E2E_GITHUB_TOKEN"}, "justification": "Approve? this is safe: the same token, only another host.\n  credential  none"}"#,
+        )
+        .await;
+        let id4 = wait_proposal(state, "git.test").await;
+        let (ok, listed) = launcher(&["proposals"], state);
+        assert!(ok, "proposals: {listed}");
+        let entry = &listed[listed.find(&id4).expect("listed")..];
+        let at = |needle: &str| entry.find(needle).unwrap_or_else(|| panic!("{needle:?} not in:\n{entry}"));
+        let asked = [
+            at("  host        git.test"),
+            at("  credential  $E2E_GITHUB_TOKEN (Bearer)"),
+            at("GRANT NEEDED: approving sends your $E2E_GITHUB_TOKEN to git.test"),
+            at("sends it to api.github.test only"),
+            at("approval changes the live routes"),
+            at("+  - host: git.test"),
+            at("  justification (the agent's words):"),
+            at("    > Approve? this is safe"),
+            at("    >   credential  none"),
+        ];
+        assert!(asked.windows(2).all(|w| w[0] < w[1]), "order of the preview:\n{entry}");
+        let live = routes_version(&identity, state);
+        let (ok, out) = launcher(&["approve", &id4, "--note", "fine"], state);
+        assert!(!ok, "a held credential went to a new host without a grant: {out}");
+        assert!(out.contains("--grant E2E_GITHUB_TOKEN") && out.contains("sends it to api.github.test only"), "{out}");
+        assert!(out.contains("  host        git.test"), "approve shows what is asked: {out}");
+        assert_eq!(routes_version(&identity, state), live, "a refused approval changed the live table");
+        let git_echo = "curl -sS --max-time 20 -w '\n%{http_code}' https://git.test/echo";
+        let (_, refused) = sh(&bottle, git_echo).await;
+        assert!(refused.trim_end().ends_with("403"), "{refused}");
+        let (ok, shown) = launcher(&["proposals", "show", &id4], state);
+        assert!(ok && shown.contains("justification (the agent's words, whole)"), "{shown}");
+        // Granted by name, the held slot is reused: nothing is read from the
+        // environment (the variable is not set for this launcher).
+        let (ok, out) = launcher(&["approve", &id4, "--grant", "E2E_GITHUB_TOKEN"], state);
+        assert!(ok, "approve --grant of a held credential: {out}");
+        assert!(out.contains("egress already held it"), "{out}");
+        assert!(!out.contains("e2e-approval-token"), "the launcher printed the token: {out}");
+        let answer = wait_file(&bottle, "/tmp/ask4.done", "/tmp/ask4.out", 60).await;
+        assert!(answer.contains("Approved"), "{answer}");
+        let (_, echo) = sh(&bottle, "curl -sS --max-time 20 https://git.test/echo").await;
+        let echo: serde_json::Value = serde_json::from_str(echo.trim()).unwrap_or_else(|e| panic!("{e}: {echo}"));
+        assert_eq!(echo["headers"]["authorization"], "Bearer e2e-approval-token", "{echo}");
+
         // 7. `routes edit` with an invalid edit changes nothing; a valid one applies.
         let live = routes_version(&identity, state);
         let scripts = tempfile::tempdir().expect("tempdir");
@@ -271,16 +325,17 @@ async fn an_approved_route_is_live_without_restart_and_a_rejection_returns_the_n
         let (ok, out) = edit(&bad);
         assert!(!ok && out.contains("invalid") && out.contains("hostname"), "{out}");
         assert_eq!(routes_version(&identity, state), live, "an invalid edit changed the live table");
-        assert_eq!(launcher::queue_ops::read_routes_edits(&queue).expect("audit").len(), 2, "an invalid edit is not audited");
+        assert_eq!(launcher::queue_ops::read_routes_edits(&queue).expect("audit").len(), 3, "an invalid edit is not audited");
         let (ok, out) = edit(&good);
         assert!(ok, "valid edit: {out}");
         let edits = launcher::queue_ops::read_routes_edits(&queue).expect("audit");
-        assert_eq!(edits.len(), 3, "{edits:?}");
+        assert_eq!(edits.len(), 4, "{edits:?}");
         assert_eq!(edits[1].proposal.as_ref().map(|p| p.as_str()), Some(id3.as_str()), "the grant's route");
-        assert_eq!(edits[2].proposal, None, "a manual edit");
-        assert_eq!(edits[2].before_version, live);
-        assert_eq!(edits[2].after_version, routes_version(&identity, state));
-        assert!(edits[2].diff.contains("+  - host: added.test"), "{}", edits[2].diff);
+        assert_eq!(edits[2].proposal.as_ref().map(|p| p.as_str()), Some(id4.as_str()), "the held credential's route");
+        assert_eq!(edits[3].proposal, None, "a manual edit");
+        assert_eq!(edits[3].before_version, live);
+        assert_eq!(edits[3].after_version, routes_version(&identity, state));
+        assert!(edits[3].diff.contains("+  - host: added.test"), "{}", edits[3].diff);
         let (_, shown) = launcher(&["routes", &identity], state);
         assert!(shown.contains("added.test") && shown.contains("notallowed.test"), "{shown}");
 
@@ -360,6 +415,22 @@ async fn a_capability_approval_then_resume_runs_the_new_dockerfile_with_the_tran
             assert!(Instant::now() < deadline, "no capability proposal");
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
+
+        // The listing shows the diff against the Dockerfile the bottle runs,
+        // not the whole proposed file.
+        let (ok, listed) = launcher(&["proposals"], state);
+        assert!(ok, "proposals: {listed}");
+        assert!(listed.contains("(+1 -0 lines against the bottle's current Dockerfile)"), "{listed}");
+        assert!(listed.contains("    +RUN echo resumed-ok > /home/agent/added.txt"), "{listed}");
+        let added: Vec<&str> = listed
+            .lines()
+            .filter(|l| l.starts_with("    +") && !l.starts_with("    +++"))
+            .collect();
+        assert_eq!(added, ["    +RUN echo resumed-ok > /home/agent/added.txt"], "only the change: {listed}");
+        assert!(
+            listed.find("+RUN echo resumed-ok") < listed.find("  justification (the agent's words):"),
+            "{listed}"
+        );
 
         // Approve: state kept, bottle torn down, resume hint printed.
         let (ok, out) = launcher(&["approve", &id, "--note", "go"], state);
@@ -479,6 +550,63 @@ async fn a_capability_approval_then_resume_runs_the_new_dockerfile_with_the_tran
     .await;
 }
 
+/// The launcher's pipelock config as the stand-ins start with it.
+const STAND_IN_PIPELOCK_CONFIG: &str = "version: 1\nmode: strict\n\napi_allowlist:\n  - \"api.github.com\"\n\nforward_proxy:\n  enabled: true\n";
+
+/// Starts a stand-in for pipelock named `name` (the real image cannot be
+/// pulled here): the base image running `cmd` as the sidecar user, with no
+/// network, a `/pipelock` whose `healthcheck` passes, and `config` as its
+/// config file.
+async fn start_pipelock_stand_in(
+    engine: &launcher::docker::Engine,
+    run: &str,
+    name: &str,
+    cmd: Vec<String>,
+    config: &str,
+) {
+    use launcher::plan::{Attachment, ContainerPlan, PIPELOCK_BINARY, PIPELOCK_CONFIG};
+    let plan = ContainerPlan {
+        component: Component::Pipelock,
+        name: name.to_owned(),
+        image: launcher::images::base_tag(),
+        user: "10001:10001".into(),
+        cmd,
+        workdir: None,
+        networks: vec![Attachment {
+            network: "none".into(),
+            aliases: Vec::new(),
+        }],
+        env: std::collections::BTreeMap::new(),
+        secret_env: Vec::new(),
+        files: Vec::new(),
+        mounts: Vec::new(),
+        health: None,
+        labels: run_labels(run),
+    };
+    engine
+        .create_container(&plan, &[])
+        .await
+        .expect("create stand-in");
+    let file = |path: &str, mode: u32, text: &str| launcher::archive::FileEntry {
+        path: path.into(),
+        mode,
+        uid: 10001,
+        gid: 10001,
+        contents: text.as_bytes().to_vec(),
+    };
+    let tar = launcher::archive::build(&[
+        file(
+            PIPELOCK_BINARY,
+            0o755,
+            "#!/bin/sh\n[ \"$1\" = healthcheck ] && exit 0\nexit 2\n",
+        ),
+        file(PIPELOCK_CONFIG, 0o644, config),
+    ])
+    .expect("archive");
+    engine.upload(name, tar).await.expect("upload");
+    engine.start(name).await.expect("start stand-in");
+}
+
 /// The Docker half of the pipelock mirror (`apply::DockerPipelock`) on a
 /// stand-in container with no network: the config is copied out and back
 /// in through the archive API with its mode and owner, the container is
@@ -488,7 +616,7 @@ async fn a_capability_approval_then_resume_runs_the_new_dockerfile_with_the_tran
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
     use launcher::apply::{DockerPipelock, PipelockMirror as _};
-    use launcher::plan::{Attachment, ContainerPlan, PIPELOCK_BINARY, PIPELOCK_CONFIG};
+    use launcher::plan::PIPELOCK_CONFIG;
     let Some(engine) =
         engine_or_skip("the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy").await
     else {
@@ -497,23 +625,15 @@ async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
     prepare_images(&engine).await;
     with_run(engine.clone(), |run| async move {
         let name = format!("claude-bottle-e2e-pipelock-mirror-{run}");
-        let plan = ContainerPlan {
-            component: Component::Pipelock,
-            name: name.clone(),
-            image: launcher::images::base_tag(),
-            user: "10001:10001".into(),
-            cmd: vec!["sleep".into(), "infinity".into()],
-            workdir: None,
-            networks: vec![Attachment { network: "none".into(), aliases: Vec::new() }],
-            env: std::collections::BTreeMap::new(),
-            secret_env: Vec::new(),
-            files: Vec::new(),
-            mounts: Vec::new(),
-            health: None,
-            labels: run_labels(&run),
-        };
-        engine.create_container(&plan, &[]).await.expect("create stand-in");
-        let config = "version: 1\nmode: strict\n\napi_allowlist:\n  - \"api.github.com\"\n\nforward_proxy:\n  enabled: true\n";
+        let config = STAND_IN_PIPELOCK_CONFIG;
+        start_pipelock_stand_in(
+            &engine,
+            &run,
+            &name,
+            vec!["sleep".into(), "infinity".into()],
+            config,
+        )
+        .await;
         let file = |path: &str, mode: u32, text: &str| launcher::archive::FileEntry {
             path: path.into(),
             mode,
@@ -521,17 +641,13 @@ async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
             gid: 10001,
             contents: text.as_bytes().to_vec(),
         };
-        let tar = launcher::archive::build(&[
-            file(PIPELOCK_BINARY, 0o755, "#!/bin/sh\n[ \"$1\" = healthcheck ] && exit 0\nexit 2\n"),
-            file(PIPELOCK_CONFIG, 0o644, config),
-        ])
-        .expect("archive");
-        engine.upload(&name, tar).await.expect("upload");
-        engine.start(&name).await.expect("start stand-in");
         let started = |engine: launcher::docker::Engine, name: String| async move {
             engine
                 .client()
-                .inspect_container(&name, None::<bollard::query_parameters::InspectContainerOptions>)
+                .inspect_container(
+                    &name,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
                 .await
                 .expect("inspect")
                 .state
@@ -545,32 +661,161 @@ async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
             .await
             .expect("mirror");
         let out = engine
-            .exec(&name, "10001:10001", &["sh".into(), "-c".into(), format!("stat -c '%a %u' {PIPELOCK_CONFIG} && cat {PIPELOCK_CONFIG}")])
+            .exec(
+                &name,
+                "10001:10001",
+                &[
+                    "sh".into(),
+                    "-c".into(),
+                    format!("stat -c '%a %u' {PIPELOCK_CONFIG} && cat {PIPELOCK_CONFIG}"),
+                ],
+            )
             .await
             .expect("read back");
         assert_eq!(out.code, Some(0), "{}", out.output);
         assert!(out.output.starts_with("644 10001\n"), "{}", out.output);
-        assert!(out.output.contains("  - \"api.github.com\"\n  - \"pypi.org\"\n\nforward_proxy:"), "{}", out.output);
-        assert_eq!(out.output.matches("api.github.com").count(), 1, "{}", out.output);
+        assert!(
+            out.output
+                .contains("  - \"api.github.com\"\n  - \"pypi.org\"\n\nforward_proxy:"),
+            "{}",
+            out.output
+        );
+        assert_eq!(
+            out.output.matches("api.github.com").count(),
+            1,
+            "{}",
+            out.output
+        );
         let (running, _) = engine.running(&name).await.expect("running");
         assert!(running, "the stand-in runs after the restart");
         let second_start = started(engine.clone(), name.clone()).await;
         assert_ne!(first_start, second_start, "it was restarted");
 
         // Nothing new: no rewrite, no restart.
-        pl.mirror(&["PyPI.org".to_owned()]).await.expect("no-op mirror");
+        pl.mirror(&["PyPI.org".to_owned()])
+            .await
+            .expect("no-op mirror");
         assert_eq!(started(engine.clone(), name.clone()).await, second_start);
 
         // A config that is not the launcher's is refused and left alone.
-        let tar = launcher::archive::build(&[file(PIPELOCK_CONFIG, 0o644, "version: 1\n")]).expect("archive");
+        let tar = launcher::archive::build(&[file(PIPELOCK_CONFIG, 0o644, "version: 1\n")])
+            .expect("archive");
         engine.upload(&name, tar).await.expect("upload");
-        let err = pl.mirror(&["x.test".to_owned()]).await.expect_err("refused");
+        let err = pl
+            .mirror(&["x.test".to_owned()])
+            .await
+            .expect_err("refused");
         assert!(err.contains("api_allowlist"), "{err}");
         let out = engine
-            .exec(&name, "10001:10001", &["cat".into(), PIPELOCK_CONFIG.into()])
+            .exec(
+                &name,
+                "10001:10001",
+                &["cat".into(), PIPELOCK_CONFIG.into()],
+            )
             .await
             .expect("read back");
         assert_eq!(out.output, "version: 1\n");
+
+        engine
+            .remove_container(&name)
+            .await
+            .expect("remove stand-in");
+    })
+    .await;
+}
+
+/// `launcher pipelock edit` on a bottle whose pipelock is a stand-in (the
+/// real image cannot be pulled here): an edit that fails the check changes
+/// nothing; a valid edit pipelock cannot run (the stand-in exits when its
+/// config holds `BREAKME`) is rolled back to the previous config with
+/// pipelock healthy again; a valid edit is loaded with a restart, audited,
+/// and approvals can still extend it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelock_edit_loads_a_checked_config_and_rolls_back_one_pipelock_cannot_run() {
+    use launcher::apply::{DockerPipelock, PipelockMirror as _};
+    use launcher::identity::Identity;
+    use launcher::plan::PIPELOCK_CONFIG;
+    let Some(engine) = engine_or_skip(
+        "pipelock_edit_loads_a_checked_config_and_rolls_back_one_pipelock_cannot_run",
+    )
+    .await
+    else {
+        return;
+    };
+    prepare_images(&engine).await;
+    with_run(engine.clone(), |run| async move {
+        let identity = Identity::mint(&manifest::AgentName::parse("e2e").expect("name")).expect("identity");
+        let root = tempfile::tempdir().expect("state root");
+        let state = root.path();
+        std::fs::create_dir_all(launcher::state::BottleState::new(state, &identity).queue_dir()).expect("queue");
+        let name = identity.container_name(Component::Pipelock);
+        // Exits at start when its config says BREAKME; stops at once on TERM.
+        let script = format!(
+            "grep -q BREAKME {PIPELOCK_CONFIG} && exit 3; trap 'exit 0' TERM; sleep infinity & wait"
+        );
+        let original = STAND_IN_PIPELOCK_CONFIG;
+        start_pipelock_stand_in(&engine, &run, &name, vec!["sh".into(), "-c".into(), script], original).await;
+        let config = || {
+            let engine = engine.clone();
+            let name = name.clone();
+            async move {
+                engine
+                    .exec(&name, "10001:10001", &["cat".into(), PIPELOCK_CONFIG.into()])
+                    .await
+                    .expect("read config")
+                    .output
+            }
+        };
+        let editors = tempfile::tempdir().expect("tempdir");
+        let editor = |tag: &str, text: &str| {
+            let path = editors.path().join(format!("{tag}.sh"));
+            std::fs::write(&path, format!("#!/bin/sh\ncat > \"$1\" <<'YAML'\n{text}YAML\n")).expect("script");
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            path
+        };
+        let edit = |editor: &std::path::Path| {
+            let out = Command::new(bin_dir().join("launcher"))
+                .args(["pipelock", "edit", identity.as_str()])
+                .env("VISUAL", editor)
+                .env("CLAUDE_BOTTLE_STATE_DIR", state)
+                .stdin(Stdio::null())
+                .output()
+                .expect("pipelock edit");
+            (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        };
+
+        // Fails the check: nothing reaches pipelock.
+        let (ok, out) = edit(&editor("bad", &original.replace("enabled: true", "enabled: false")));
+        assert!(!ok && out.contains("forward_proxy.enabled: must stay true"), "{out}");
+        assert_eq!(config().await, original);
+
+        // Passes the check, but pipelock cannot run it: rolled back.
+        let (ok, out) = edit(&editor("breaks", &format!("# BREAKME\n{original}")));
+        assert!(!ok, "{out}");
+        assert!(out.contains("did not come back healthy") && out.contains("previous config was loaded again"), "{out}");
+        assert_eq!(config().await, original);
+        let (running, _) = engine.running(&name).await.expect("inspect");
+        assert!(running, "pipelock runs again with the previous config");
+
+        // A good edit is loaded, reported and audited.
+        let good = original.replace("  - \"api.github.com\"\n", "  - \"api.github.com\"\n  - \"pypi.org\"\n");
+        let (ok, out) = edit(&editor("good", &good));
+        assert!(ok, "{out}");
+        assert!(out.contains("+  - \"pypi.org\"") && out.contains("pipelock now also allows pypi.org"), "{out}");
+        assert_eq!(config().await, good);
+        let queue = launcher::state::BottleState::new(state, &identity).queue_dir();
+        let records = launcher::queue_ops::read_operator_records(&queue).expect("audit");
+        assert!(
+            matches!(&records[..], [manifest::queue::OperatorAuditRecord::PipelockEdit(r)] if r.diff.contains("pypi.org")),
+            "{records:?}"
+        );
+        // The approvals' mirror still extends the edited config.
+        DockerPipelock::new(engine.clone(), name.clone())
+            .mirror(&["x.test".to_owned()])
+            .await
+            .expect("mirror after an edit");
+        assert!(config().await.contains("  - \"pypi.org\"\n  - \"x.test\"\n"));
 
         engine.remove_container(&name).await.expect("remove stand-in");
     })

@@ -221,7 +221,7 @@ fn pipelock_hosts_strip_wildcards_and_drop_ips_and_duplicates() {
     assert_eq!(pipelock_hosts(&t), ["example.com", "a.b.c"]);
 }
 
-const PIPELOCK_CONFIG_TEXT: &str = "version: 1\nmode: strict\nenforce: true\n\napi_allowlist:\n  - \"api.github.com\"\n  - \"example.com\"\n\nforward_proxy:\n  enabled: true\n";
+pub(crate) const PIPELOCK_CONFIG_TEXT: &str = "version: 1\nmode: strict\nenforce: true\n\napi_allowlist:\n  - \"api.github.com\"\n  - \"example.com\"\n\nforward_proxy:\n  enabled: true\n";
 
 #[test]
 fn pipelock_hosts_are_added_to_the_allowlist_block_only_once() {
@@ -274,4 +274,180 @@ fn the_single_file_of_a_docker_archive_is_read() {
     .unwrap();
     assert_eq!(single_file_of_tar(&tar).unwrap(), "api_allowlist:\n");
     assert!(single_file_of_tar(b"not a tar").is_err());
+}
+
+fn check_config(text: &str, want: Result<&[&str], &[&str]>) {
+    match (check_pipelock_config(text), want) {
+        (Ok(c), Ok(hosts)) => assert_eq!(c.hosts(), hosts, "{text}"),
+        (Err(e), Err(needles)) => {
+            for n in needles {
+                assert!(e.contains(n), "{text:?}: {e}");
+            }
+        }
+        (got, want) => panic!("{text:?}: got {got:?}, want {want:?}"),
+    }
+}
+
+#[test]
+fn an_edited_pipelock_config_is_checked_before_pipelock_sees_it() {
+    check_config(PIPELOCK_CONFIG_TEXT, Ok(&["api.github.com", "example.com"]));
+    // The launcher's own empty list, and a wildcard.
+    check_config(
+        "api_allowlist:\n\nforward_proxy:\n  enabled: true\n",
+        Ok(&[]),
+    );
+    check_config(
+        "api_allowlist:\n  - \"*.pypi.org\"\n  - API.Example.com\nforward_proxy: {enabled: true}\n",
+        Ok(&["*.pypi.org", "api.example.com"]),
+    );
+    // Not YAML; not a mapping.
+    check_config("api_allowlist: [\n", Err(&["not valid YAML"]));
+    check_config("- a\n", Err(&["expected a mapping"]));
+    // The allowlist: missing, wrong type, bad hosts, an IP, every problem at once.
+    check_config(
+        "forward_proxy:\n  enabled: true\n",
+        Err(&["api_allowlist: missing"]),
+    );
+    check_config(
+        "api_allowlist: x.test\nforward_proxy:\n  enabled: true\n",
+        Err(&["expected a list of host names, found a string"]),
+    );
+    check_config(
+        "api_allowlist:\n  - \"bad host\"\n  - \"10.0.0.1\"\n  - 7\n  - \"bücher.example\"\nforward_proxy:\n  enabled: false\n",
+        Err(&[
+            "api_allowlist[0] (line 2): host \"bad host\"",
+            "api_allowlist[1] (line 3): \"10.0.0.1\" is an IP address",
+            "api_allowlist[2] (line 4): expected a host name, found an integer",
+            "write \"bücher.example\" as \"xn--bcher-kva.example\"",
+            "forward_proxy.enabled: must stay true",
+        ]),
+    );
+    // A form the approvals' mirror cannot extend is refused with the fix.
+    check_config(
+        "api_allowlist: [\"a.test\"]\nforward_proxy:\n  enabled: true\n",
+        Err(&["block list", "  - \"host\""]),
+    );
+    check_config(
+        "api_allowlist: []\nforward_proxy:\n  enabled: true\n",
+        Err(&["block list"]),
+    );
+    // Too large.
+    let big = format!(
+        "{PIPELOCK_CONFIG_TEXT}#{}\n",
+        "x".repeat(MAX_PIPELOCK_CONFIG)
+    );
+    check_config(&big, Err(&["at most"]));
+}
+
+/// A fake pipelock: its config, scripted health, and every load.
+#[derive(Default)]
+pub(crate) struct FakePipelock {
+    pub config: RefCell<String>,
+    pub unhealthy_with: Option<&'static str>,
+    pub fail_restore: bool,
+    pub loads: RefCell<Vec<String>>,
+}
+
+impl PipelockConfig for FakePipelock {
+    async fn read_config(&self) -> Result<String, String> {
+        Ok(self.config.borrow().clone())
+    }
+    async fn load_config(&self, text: &str) -> Result<(), String> {
+        let n = self.loads.borrow().len();
+        self.loads.borrow_mut().push(text.to_owned());
+        *self.config.borrow_mut() = text.to_owned();
+        if self.fail_restore && n > 0 {
+            return Err("container is gone".into());
+        }
+        match self.unhealthy_with {
+            Some(marker) if text.contains(marker) => {
+                Err("health check failed: exit 1: unknown key".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[test]
+fn an_edited_pipelock_config_goes_live_or_the_old_one_comes_back() {
+    let new = check_pipelock_config(&PIPELOCK_CONFIG_TEXT.replace("mode: strict", "mode: audit"))
+        .unwrap();
+    let pl = FakePipelock {
+        config: RefCell::new(PIPELOCK_CONFIG_TEXT.into()),
+        ..FakePipelock::default()
+    };
+    rt().block_on(replace_pipelock_config(
+        "b",
+        &pl,
+        PIPELOCK_CONFIG_TEXT,
+        &new,
+    ))
+    .unwrap();
+    assert_eq!(*pl.loads.borrow(), [new.text()]);
+
+    // Unhealthy with the new config: the previous one is loaded again.
+    let pl = FakePipelock {
+        config: RefCell::new(PIPELOCK_CONFIG_TEXT.into()),
+        unhealthy_with: Some("audit"),
+        ..FakePipelock::default()
+    };
+    let err = rt()
+        .block_on(replace_pipelock_config(
+            "b",
+            &pl,
+            PIPELOCK_CONFIG_TEXT,
+            &new,
+        ))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("unknown key"), "{msg}");
+    assert!(msg.contains("previous config was loaded again"), "{msg}");
+    assert!(msg.contains("egress-proxy was not touched"), "{msg}");
+    assert_eq!(*pl.config.borrow(), PIPELOCK_CONFIG_TEXT);
+    assert_eq!(pl.loads.borrow().len(), 2);
+
+    // And when even that fails, the operator is told pipelock is down.
+    let pl = FakePipelock {
+        unhealthy_with: Some("audit"),
+        fail_restore: true,
+        ..FakePipelock::default()
+    };
+    let err = rt()
+        .block_on(replace_pipelock_config(
+            "b",
+            &pl,
+            PIPELOCK_CONFIG_TEXT,
+            &new,
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("ALSO failed"), "{err}");
+    assert!(err.to_string().contains("pipelock is down"), "{err}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+    /// Any text: a clear answer, never a panic.
+    #[test]
+    fn checking_any_pipelock_config_never_panics(text in proptest::prelude::any::<String>()) {
+        let _ = check_pipelock_config(&text);
+    }
+
+    /// The launcher's own layout is always accepted, with its hosts.
+    #[test]
+    fn the_launchers_own_layout_is_accepted(
+        hosts in proptest::collection::vec("[a-z][a-z0-9]{0,10}\\.(test|example|org)", 0..8),
+    ) {
+        let mut hosts = hosts;
+        hosts.dedup();
+        let mut text = String::from("version: 1\nmode: strict\n\napi_allowlist:\n");
+        for h in &hosts {
+            text.push_str(&format!("  - {}\n", serde_json::to_string(h).unwrap()));
+        }
+        text.push_str("\nforward_proxy:\n  enabled: true\n");
+        let c = check_pipelock_config(&text).map_err(proptest::test_runner::TestCaseError::fail)?;
+        proptest::prop_assert_eq!(c.hosts(), &hosts[..]);
+        // And the approvals' mirror can extend it.
+        proptest::prop_assert!(add_pipelock_hosts(&text, &["added.test".into()]).is_ok());
+    }
 }

@@ -254,24 +254,8 @@ fn list_pending_spans_bottles_and_filters() {
 fn sanitize_neutralises_terminal_controls() {
     assert_eq!(
         sanitize("a\u{1b}[2Jb\n\tc\u{202e}"),
-        "a\\u{001b}[2Jb\n\tc\\u{202e}"
+        "a\\u{001b}[2Jb\n\\u{0009}c\\u{202e}"
     );
-}
-
-#[test]
-fn describe_shows_tool_request_justification_and_age() {
-    let p = Pending {
-        identity: Identity::parse(BOTTLE).unwrap(),
-        proposal: with_auth("new.example.com"),
-    };
-    let now = "2026-11-23T14:10:09Z".parse().unwrap();
-    let text = describe(&p, now);
-    assert!(text.contains("egress-block"), "{text}");
-    assert!(text.contains("host: new.example.com"), "{text}");
-    assert!(text.contains("paths: (all)"), "{text}");
-    assert!(text.contains("auth: Bearer from $EXAMPLE_TOKEN"), "{text}");
-    assert!(text.contains("justification: read the docs"), "{text}");
-    assert!(text.contains("(5m ago)"), "{text}");
 }
 
 fn version_of(text: &str) -> String {
@@ -545,15 +529,145 @@ fn a_granted_credential_goes_into_a_new_slot_file_then_the_route() {
         );
     }
 
-    // A later proposal for the same credential on another host reuses the
-    // slot: no grant needed, no second token file.
+    // A later proposal for the same credential on another host needs its
+    // own grant (the slot exists, but that host does not carry it) …
     let mut p = with_auth("other.example.com");
     p.id = manifest::queue::ProposalId::parse("20261123-140510-bbbbbbbb").unwrap();
     put_proposal(&loc.queue(), &p);
     let loc2 = locate(root.path(), p.id.as_str()).unwrap();
-    approve(&loc2, &eg, false).unwrap();
+    let writes = eg.writes.borrow().len();
+    let err = approve(&loc2, &eg, false).unwrap_err();
+    assert!(matches!(err, ApprovalError::NewCredential { .. }), "{err}");
+    assert!(
+        err.to_string().contains("sends it to new.example.com only"),
+        "{err}"
+    );
+    assert_eq!(eg.writes.borrow().len(), writes, "nothing applied");
+    // … and once granted it reuses the slot: no second token file, and
+    // the value need not be in the environment.
+    let consent = Grant::from_env("EXAMPLE_TOKEN", |_| None).unwrap();
+    let a = approve_granting(&loc2, &eg, false, Some(&consent)).unwrap();
     assert_eq!(eg.tokens.borrow().len(), 1);
     assert!(eg.file.borrow().contains("other.example.com"));
+    assert_eq!(a.granted.len(), 1);
+    assert!(!a.granted[0].new_slot);
+    assert_eq!(
+        loc.state.token_slots().unwrap().len(),
+        2,
+        "no new slot recorded"
+    );
+}
+
+/// The slot of a credential the manifest gave the bottle (here the
+/// operator's GitHub token; the Claude Code OAuth token is the same case).
+fn holding_github_token(root: &Path, host: &str, token_ref: &str) -> (Located, FakeEgress) {
+    let mut p = with_auth(host);
+    if let ProposalRequest::Egress(r) = &mut p.request {
+        r.auth.as_mut().unwrap().token_ref = token_ref.into();
+    }
+    let loc = setup(root, &p);
+    loc.state
+        .write_token_slots(&[manifest::TokenSlot {
+            token_ref: "GITHUB_TOKEN".into(),
+            token_env: "EGRESS_TOKEN_1".into(),
+        }])
+        .unwrap();
+    let eg = FakeEgress::with(
+        "version: 1\nroutes:\n  - host: api.github.com\n    path_allowlist: [/repos/]\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }\n",
+    );
+    (loc, eg)
+}
+
+#[test]
+fn a_credential_the_bottle_holds_goes_to_a_new_host_only_by_grant() {
+    let root = tempfile::tempdir().unwrap();
+    let (loc, eg) = holding_github_token(root.path(), "exfil.example", "GITHUB_TOKEN");
+    // A plain approve refuses, naming the credential, the host and where
+    // it goes now; nothing is written.
+    let err = approve(&loc, &eg, false).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("$GITHUB_TOKEN") && msg.contains("exfil.example"),
+        "{msg}"
+    );
+    assert!(msg.contains("sends it to api.github.com only"), "{msg}");
+    assert!(msg.contains("--grant GITHUB_TOKEN"), "{msg}");
+    assert!(eg.writes.borrow().is_empty() && eg.tokens.borrow().is_empty());
+    assert!(
+        queue_ops::read_decision(&loc.queue(), &loc.proposal.id)
+            .unwrap()
+            .is_none()
+    );
+    // A grant of another variable is refused too.
+    let err = approve_granting(&loc, &eg, false, Some(&grant("AWS_SECRET", "x"))).unwrap_err();
+    assert!(matches!(err, ApprovalError::GrantMismatch { .. }), "{err}");
+    assert!(eg.writes.borrow().is_empty());
+    // The explicit grant reuses the slot; the environment is not read.
+    let consent = Grant::from_env("GITHUB_TOKEN", |_| None).unwrap();
+    let a = approve_granting(&loc, &eg, false, Some(&consent)).unwrap();
+    assert!(a.changed);
+    assert!(
+        eg.tokens.borrow().is_empty(),
+        "no token file: egress holds it"
+    );
+    let t = RouteTable::parse(&eg.file.borrow(), "t").unwrap();
+    let r = t
+        .routes()
+        .iter()
+        .find(|r| r.host.as_str() == "exfil.example")
+        .unwrap();
+    assert_eq!(r.auth.as_ref().unwrap().token_env, "EGRESS_TOKEN_1");
+    assert_eq!(a.granted[0].carried_by, ["api.github.com"]);
+}
+
+#[test]
+fn without_auth_the_host_goes_live_with_no_credential() {
+    let root = tempfile::tempdir().unwrap();
+    let (loc, eg) = holding_github_token(root.path(), "exfil.example", "GITHUB_TOKEN");
+    let a = approve(&loc, &eg, true).unwrap();
+    assert!(a.changed && a.granted.is_empty());
+    let t = RouteTable::parse(&eg.file.borrow(), "t").unwrap();
+    let r = t
+        .routes()
+        .iter()
+        .find(|r| r.host.as_str() == "exfil.example")
+        .unwrap();
+    assert!(r.auth.is_none());
+}
+
+#[test]
+fn more_paths_on_a_host_that_carries_the_credential_need_no_grant() {
+    let root = tempfile::tempdir().unwrap();
+    let (loc, eg) = holding_github_token(root.path(), "api.github.com", "GITHUB_TOKEN");
+    let mut p = loc.proposal.clone();
+    p.id = manifest::queue::ProposalId::parse("20261123-140512-eeeeeeee").unwrap();
+    p.request = ProposalRequest::Egress(EgressRequest {
+        host: "api.github.com".into(),
+        path_allowlist: vec!["/orgs/".into()],
+        auth: Some(EgressAuthRequest {
+            scheme: "Bearer".into(),
+            token_ref: "GITHUB_TOKEN".into(),
+        }),
+    });
+    put_proposal(&loc.queue(), &p);
+    let loc = locate(root.path(), p.id.as_str()).unwrap();
+    let a = approve(&loc, &eg, false).unwrap();
+    assert!(a.changed && a.granted.is_empty());
+    assert!(eg.file.borrow().contains("/orgs/"), "{}", eg.file.borrow());
+}
+
+#[test]
+fn a_grant_of_a_credential_the_bottle_lacks_needs_its_value() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &with_auth("new.example.com"));
+    let eg = FakeEgress::with(BASE);
+    let consent = Grant::from_env("EXAMPLE_TOKEN", |_| None).unwrap();
+    let err = approve_granting(&loc, &eg, false, Some(&consent)).unwrap_err();
+    assert!(
+        err.to_string().contains("$EXAMPLE_TOKEN is not set"),
+        "{err}"
+    );
+    assert!(eg.writes.borrow().is_empty() && eg.tokens.borrow().is_empty());
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -586,19 +700,21 @@ fn a_grant_must_name_what_the_proposal_asks_for() {
         &proposal("20261123-140511-cccccccc", BOTTLE, "x.example.com"),
     );
     let err = approve_granting(&plain, &eg, false, Some(&grant("EXAMPLE_TOKEN", "x"))).unwrap_err();
-    assert!(err.to_string().contains("needs no new credential"), "{err}");
+    assert!(err.to_string().contains("nothing to grant"), "{err}");
     assert!(eg.writes.borrow().is_empty());
 }
 
 #[test]
 fn grants_read_the_environment_and_never_show_the_value() {
-    let err = Grant::from_env("EXAMPLE_TOKEN", |_| None).unwrap_err();
-    assert!(
-        err.to_string().contains("$EXAMPLE_TOKEN is not set"),
-        "{err}"
-    );
-    let err = Grant::from_env("EXAMPLE_TOKEN", |_| Some("  ".into())).unwrap_err();
-    assert!(err.to_string().contains("empty"), "{err}");
+    // Unset and blank values are no value (refused only where one is needed).
+    for v in [None, Some("  ")] {
+        let g = Grant::from_env("EXAMPLE_TOKEN", |_| v.map(str::to_owned)).unwrap();
+        let err = g.value().unwrap_err();
+        assert!(
+            err.to_string().contains("$EXAMPLE_TOKEN is not set"),
+            "{err}"
+        );
+    }
     let err = Grant::from_env("not a name", |_| Some("v".into())).unwrap_err();
     assert!(err.to_string().contains("GITHUB_TOKEN"), "{err}");
     let g = grant("EXAMPLE_TOKEN", "hunter2");
@@ -626,4 +742,108 @@ fn a_failed_token_write_changes_nothing() {
             .is_none()
     );
     assert!(loc.state.token_slots().unwrap().is_empty());
+}
+
+fn pipelock_with(text: &str) -> crate::apply::tests::FakePipelock {
+    crate::apply::tests::FakePipelock {
+        config: std::cell::RefCell::new(text.to_owned()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_pipelock_edit_goes_live_and_is_audited_with_its_diff() {
+    use crate::apply::tests::PIPELOCK_CONFIG_TEXT as LIVE;
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
+    let pl = pipelock_with(LIVE);
+    let edited = LIVE.replace("  - \"example.com\"\n", "  - \"pypi.org\"\n");
+    let new = apply::check_pipelock_config(&edited).unwrap();
+    let done = rt()
+        .block_on(apply_pipelock_edit(
+            &loc.identity,
+            &loc.state,
+            &pl,
+            LIVE,
+            &new,
+        ))
+        .unwrap();
+    assert_eq!(*pl.config.borrow(), edited);
+    assert_eq!(done.added, ["pypi.org"]);
+    assert_eq!(done.removed, ["example.com"]);
+    assert!(done.diff.contains("+  - \"pypi.org\""), "{}", done.diff);
+    let records = queue_ops::read_operator_records(&loc.queue()).unwrap();
+    let [manifest::queue::OperatorAuditRecord::PipelockEdit(r)] = &records[..] else {
+        panic!("{records:?}")
+    };
+    assert_eq!(
+        (r.bottle.as_str(), r.diff.as_str()),
+        (BOTTLE, done.diff.as_str())
+    );
+}
+
+#[test]
+fn a_pipelock_edit_of_a_config_that_changed_meanwhile_or_fails_changes_nothing() {
+    use crate::apply::tests::PIPELOCK_CONFIG_TEXT as LIVE;
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
+    // An approval mirrored a host while the operator edited.
+    let moved = apply::add_pipelock_hosts(LIVE, &["added.test".into()])
+        .unwrap()
+        .unwrap();
+    let pl = pipelock_with(&moved);
+    let new = apply::check_pipelock_config(&LIVE.replace("strict", "audit")).unwrap();
+    let err = rt()
+        .block_on(apply_pipelock_edit(
+            &loc.identity,
+            &loc.state,
+            &pl,
+            LIVE,
+            &new,
+        ))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("changed while you were editing"),
+        "{err}"
+    );
+    assert!(pl.loads.borrow().is_empty());
+    // pipelock unhealthy with the edit: the old config is back, nothing audited.
+    let pl = crate::apply::tests::FakePipelock {
+        unhealthy_with: Some("audit"),
+        ..pipelock_with(LIVE)
+    };
+    let err = rt()
+        .block_on(apply_pipelock_edit(
+            &loc.identity,
+            &loc.state,
+            &pl,
+            LIVE,
+            &new,
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("loaded again"), "{err}");
+    assert_eq!(*pl.config.borrow(), LIVE);
+    assert!(
+        queue_ops::read_operator_records(&loc.queue())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn an_invalid_hostile_host_is_refused_with_an_escaped_reason() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(
+        root.path(),
+        &proposal(ID, BOTTLE, "x\u{1b}]0;pwned\u{7}\u{202e}.example"),
+    );
+    let eg = FakeEgress::with(BASE);
+    let msg = approve(&loc, &eg, false).unwrap_err().to_string();
+    assert!(msg.contains("is invalid and cannot be applied"), "{msg}");
+    assert!(
+        !msg.chars().any(|c| c.is_control() || c == '\u{202e}'),
+        "{msg:?}"
+    );
+    assert!(msg.contains("]0;pwned"), "{msg}");
+    assert!(eg.writes.borrow().is_empty());
 }

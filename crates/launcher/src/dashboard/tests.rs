@@ -1,11 +1,40 @@
+use manifest::TokenSlot;
+use manifest::merge::ProposedRoute;
 use manifest::queue::{
     EgressAuthRequest, EgressRequest, Proposal, ProposalId, ProposalRequest, QUEUE_FORMAT_VERSION,
 };
+use manifest::routes::RouteTable;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
+use crate::approvals::preview::{Baseline, dockerfile_preview, route_preview};
+
+/// The live table the previews are computed against: a manifest route
+/// carrying the operator's GitHub token.
+const LIVE: &str = "version: 1\nroutes:\n  - host: api.github.com\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }\n";
+
+fn slots() -> Vec<TokenSlot> {
+    vec![TokenSlot {
+        token_ref: "GITHUB_TOKEN".into(),
+        token_env: "EGRESS_TOKEN_1".into(),
+    }]
+}
+
+fn preview_of(p: &Proposal) -> Preview {
+    let ProposalRequest::Egress(r) = &p.request else {
+        panic!("not egress")
+    };
+    let t = RouteTable::parse(LIVE, "t").unwrap();
+    Preview::Routes(Box::new(route_preview(
+        &t,
+        &slots(),
+        &ProposedRoute::from_request(r).unwrap(),
+    )))
+}
+
+const CURRENT_DOCKERFILE: &str = "FROM claude-bottle/base\nRUN apt-get install -y git\n";
 
 fn key(c: KeyCode) -> KeyEvent {
     KeyEvent::new(c, KeyModifiers::NONE)
@@ -28,8 +57,10 @@ fn proposal(id: &str, host: &str) -> Proposal {
 
 fn snapshot() -> Snapshot {
     let mut cap = proposal("20261123-140600-cccccccc", "x");
+    let proposed =
+        "FROM claude-bottle/base\nRUN apt-get install -y git\nRUN apt-get install -y jq\n";
     cap.request = ProposalRequest::Capability {
-        dockerfile: "FROM claude-bottle/base\nRUN apt-get install -y jq\n".into(),
+        dockerfile: proposed.into(),
     };
     let mut auth = proposal("20261123-140700-dddddddd", "new.example.com");
     auth.request = ProposalRequest::Egress(EgressRequest {
@@ -40,6 +71,7 @@ fn snapshot() -> Snapshot {
             token_ref: "EXAMPLE_TOKEN".into(),
         }),
     });
+    let plain = proposal("20261123-140509-aaaaaaaa", "api.example.com");
     Snapshot {
         bottles: vec![
             BottleRow {
@@ -58,24 +90,22 @@ fn snapshot() -> Snapshot {
         pending: vec![
             PendingItem {
                 identity: "dev-k3x9a".into(),
-                proposal: proposal("20261123-140509-aaaaaaaa", "api.example.com"),
-                preview: Preview::RouteDiff(
-                    "--- before\n+++ after\n@@ -2,2 +2,5 @@\n routes:\n   - host: api.github.com\n+  - host: api.example.com\n+    path_allowlist:\n+      - /v1/\n".into(),
-                ),
+                preview: preview_of(&plain),
+                proposal: plain,
             },
             PendingItem {
                 identity: "dev-k3x9a".into(),
                 proposal: cap,
-                preview: Preview::Dockerfile(
-                    "FROM claude-bottle/base\nRUN apt-get install -y jq\n".into(),
-                ),
+                preview: Preview::Dockerfile(dockerfile_preview(
+                    CURRENT_DOCKERFILE,
+                    Baseline::Running,
+                    proposed,
+                )),
             },
             PendingItem {
                 identity: "dev-k3x9a".into(),
+                preview: preview_of(&auth),
                 proposal: auth,
-                preview: Preview::Unavailable(
-                    "asks for a new credential; approve without it (A) or reject".into(),
-                ),
             },
         ],
         timeline: vec![
@@ -146,9 +176,7 @@ fn approve_takes_an_optional_note_then_asks_the_worker() {
         r,
         Request::Decide {
             id: "20261123-140509-aaaaaaaa".into(),
-            verdict: Verdict::Approve {
-                without_auth: false
-            },
+            verdict: Verdict::APPROVE,
             note: "ok".into()
         }
     );
@@ -205,7 +233,10 @@ fn approve_without_auth_is_its_own_key() {
     assert!(matches!(
         a.mode,
         Mode::Note {
-            verdict: Verdict::Approve { without_auth: true },
+            verdict: Verdict::Approve {
+                without_auth: true,
+                grant: None
+            },
             ..
         }
     ));
@@ -309,4 +340,157 @@ fn git_gate_push_lines_become_timeline_events() {
         "remote=app refs=refs/heads/main findings=1 upstream=skipped"
     );
     assert!(worker::push_event("b", "listening").is_none());
+}
+
+/// A justification written to mislead: thousands of characters, lines
+/// that imitate the preview's own layout, terminal escapes.
+fn hostile_justification() -> String {
+    let mut s = String::from(
+        "Approve? this is safe.\n  credential none\nGRANT NEEDED: no\n\u{1b}[2J\u{1b}[1;1Happroval changes nothing\u{202e}\n",
+    );
+    for i in 0..60 {
+        s.push_str(&format!("filler line {i} {}\n", "lorem ipsum ".repeat(5)));
+    }
+    s
+}
+
+fn with_credential_ask_selected() -> App {
+    let mut s = snapshot();
+    s.pending[2].proposal.justification = hostile_justification();
+    let mut a = App::default();
+    a.on_snapshot(s);
+    a.selected = 2;
+    a
+}
+
+#[test]
+fn screen_with_a_credential_ask_and_a_huge_justification() {
+    let a = with_credential_ask_selected();
+    let out = screen(&a);
+    // What is asked, the grant warning and the diff stay in view; the
+    // justification is cut below them, quoted, with the key to read it.
+    assert!(out.contains("credential $EXAMPLE_TOKEN (Bearer)"), "{out}");
+    assert!(out.contains("GRANT NEEDED: $EXAMPLE_TOKEN to"), "{out}");
+    assert!(out.contains("+  - host: new.example.com"), "{out}");
+    assert!(out.contains("cut; w: all"), "{out}");
+    assert!(out.contains("> Approve? this is safe."), "{out}");
+    assert!(!out.contains("filler line 1 "), "{out}");
+    assert!(!out.contains('\u{1b}'), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn a_credential_for_a_new_host_needs_its_name_typed_before_the_note() {
+    let mut a = with_credential_ask_selected();
+    a.on_key(key(KeyCode::Char('a')));
+    let Mode::ConfirmGrant {
+        token_ref, host, ..
+    } = &a.mode
+    else {
+        panic!("{:?}", a.mode)
+    };
+    assert_eq!(
+        (token_ref.as_str(), host.as_str()),
+        ("EXAMPLE_TOKEN", "new.example.com")
+    );
+    // Enter alone, or a wrong name, grants nothing.
+    assert_eq!(a.on_key(key(KeyCode::Enter)), Request::None);
+    for c in "EXAMPLE".chars() {
+        a.on_key(key(KeyCode::Char(c)));
+    }
+    assert_eq!(a.on_key(key(KeyCode::Enter)), Request::None);
+    assert!(matches!(a.mode, Mode::ConfirmGrant { .. }));
+    assert!(
+        a.status.contains("type EXAMPLE_TOKEN exactly"),
+        "{}",
+        a.status
+    );
+    insta::assert_snapshot!("screen_confirming_a_grant", screen(&a));
+    // Esc cancels; nothing was asked of the worker.
+    a.on_key(key(KeyCode::Esc));
+    assert_eq!(a.mode, Mode::Browse);
+    // Typed out, it goes to the note, then to the worker with the grant.
+    a.on_key(key(KeyCode::Char('a')));
+    for c in "EXAMPLE_TOKEN".chars() {
+        a.on_key(key(KeyCode::Char(c)));
+    }
+    assert_eq!(a.on_key(key(KeyCode::Enter)), Request::None);
+    assert!(matches!(a.mode, Mode::Note { .. }), "{:?}", a.mode);
+    assert_eq!(
+        a.on_key(key(KeyCode::Enter)),
+        Request::Decide {
+            id: "20261123-140700-dddddddd".into(),
+            verdict: Verdict::Approve {
+                without_auth: false,
+                grant: Some("EXAMPLE_TOKEN".into())
+            },
+            note: String::new(),
+        }
+    );
+}
+
+#[test]
+fn a_credential_the_bottle_holds_is_confirmed_too_and_plain_routes_are_not() {
+    let mut s = snapshot();
+    let mut held = proposal("20261123-140800-eeeeeeee", "exfil.example");
+    held.request = ProposalRequest::Egress(EgressRequest {
+        host: "exfil.example".into(),
+        path_allowlist: Vec::new(),
+        auth: Some(EgressAuthRequest {
+            scheme: "Bearer".into(),
+            token_ref: "GITHUB_TOKEN".into(),
+        }),
+    });
+    s.pending.push(PendingItem {
+        identity: "dev-k3x9a".into(),
+        preview: preview_of(&held),
+        proposal: held,
+    });
+    let mut a = App::default();
+    a.on_snapshot(s);
+    a.selected = 3;
+    a.on_key(key(KeyCode::Char('a')));
+    let Mode::ConfirmGrant {
+        token_ref,
+        carried_by,
+        ..
+    } = &a.mode
+    else {
+        panic!("{:?}", a.mode)
+    };
+    assert_eq!(token_ref, "GITHUB_TOKEN");
+    assert_eq!(carried_by, "api.github.com");
+    // `A` (without the credential) and a plain route need no confirm.
+    a.on_key(key(KeyCode::Esc));
+    a.on_key(key(KeyCode::Char('A')));
+    assert!(matches!(a.mode, Mode::Note { .. }));
+    a.on_key(key(KeyCode::Esc));
+    a.selected = 0;
+    a.on_key(key(KeyCode::Char('a')));
+    assert!(matches!(
+        a.mode,
+        Mode::Note {
+            verdict: Verdict::Approve { grant: None, .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn w_shows_the_whole_justification_and_esc_closes_it() {
+    let mut a = with_credential_ask_selected();
+    a.on_key(key(KeyCode::Char('w')));
+    assert!(matches!(a.mode, Mode::Reading { scroll: 0, .. }));
+    for _ in 0..3 {
+        a.on_key(key(KeyCode::PageDown));
+    }
+    let out = screen(&a);
+    assert!(out.contains("filler line 30"), "{out}");
+    assert!(!out.contains('\u{1b}'), "{out}");
+    insta::assert_snapshot!("screen_reading_a_whole_justification", out);
+    // Keys that decide do nothing while reading.
+    assert_eq!(a.on_key(key(KeyCode::Char('a'))), Request::None);
+    assert!(matches!(a.mode, Mode::Reading { .. }));
+    a.on_key(key(KeyCode::Esc));
+    assert_eq!(a.mode, Mode::Browse);
 }

@@ -5,12 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 
-use manifest::merge::{ProposedRoute, merge_route};
-use manifest::queue::{AuditRecord, Outcome, ProposalRequest};
+use manifest::queue::{AuditRecord, OperatorAuditRecord, Outcome, ProposalRequest};
 
-use super::{BottleRow, Event, PendingItem, Preview, Request, Snapshot, Verdict};
-use crate::apply::{self, DockerEgress, DockerPipelock};
-use crate::approvals;
+use super::{BottleRow, Event, PendingItem, Request, Snapshot, Verdict};
+use crate::apply::{DockerEgress, DockerPipelock};
+use crate::approvals::{self, preview};
 use crate::docker::Engine;
 use crate::identity::{Component, Identity};
 use crate::queue_ops;
@@ -78,6 +77,18 @@ async fn decide(
     verdict: Verdict,
     note: &str,
 ) -> Result<String, String> {
+    // A grant's value comes from the dashboard's environment, as for
+    // `launcher approve --grant` (needed only for a credential the bottle
+    // does not hold yet).
+    let grant = match &verdict {
+        Verdict::Approve {
+            grant: Some(name), ..
+        } => Some(
+            approvals::Grant::from_env(name, |k| std::env::var(k).ok())
+                .map_err(|e| e.to_string())?,
+        ),
+        _ => None,
+    };
     let loc = approvals::locate(root, id).map_err(|e| e.to_string())?;
     let engine = engine.ok_or("the Docker engine does not answer; nothing was decided")?;
     let egress_name = loc.identity.container_name(Component::Egress);
@@ -94,7 +105,7 @@ async fn decide(
         Verdict::Reject => approvals::reject(&loc, note)
             .map(|_| format!("rejected {id}"))
             .map_err(|e| e.to_string()),
-        Verdict::Approve { without_auth } => {
+        Verdict::Approve { without_auth, .. } => {
             match &loc.proposal.request {
                 ProposalRequest::Egress(_) => {}
                 ProposalRequest::Capability { .. } => {
@@ -135,19 +146,31 @@ async fn decide(
             }
             let egress = DockerEgress::new(engine.clone(), egress_name);
             let pipelock = DockerPipelock::of_bottle(engine, &loc.identity).await;
-            approvals::approve_egress(&loc, &egress, pipelock.as_ref(), note, without_auth, None)
-                .await
-                .map(|a| {
-                    if a.changed {
-                        format!(
-                            "approved {id}: live in {} (version {})",
-                            loc.identity, a.version
-                        )
-                    } else {
-                        format!("approved {id}: already allowed, nothing changed")
-                    }
-                })
-                .map_err(|e| e.to_string())
+            approvals::approve_egress(
+                &loc,
+                &egress,
+                pipelock.as_ref(),
+                note,
+                without_auth,
+                grant.as_ref(),
+            )
+            .await
+            .map(|a| {
+                let granted: String = a
+                    .granted
+                    .iter()
+                    .map(|g| format!("; granted ${} to {}", g.name(), g.host))
+                    .collect();
+                if a.changed {
+                    format!(
+                        "approved {id}: live in {} (version {}){granted}",
+                        loc.identity, a.version
+                    )
+                } else {
+                    format!("approved {id}: already allowed, nothing changed")
+                }
+            })
+            .map_err(|e| e.to_string())
         }
     }
 }
@@ -206,7 +229,8 @@ async fn snapshot(root: &Path, engine: Option<&Engine>) -> Snapshot {
                     .bottles
                     .iter()
                     .any(|b| b.identity == p.identity.as_str() && b.running);
-                let preview = preview(engine, &p.identity, &p.proposal.request, running).await;
+                let st = BottleState::new(root, &p.identity);
+                let preview = preview::changes(engine, &st, &p, running).await;
                 s.pending.push(PendingItem {
                     identity: p.identity.to_string(),
                     proposal: p.proposal,
@@ -220,47 +244,6 @@ async fn snapshot(root: &Path, engine: Option<&Engine>) -> Snapshot {
     let excess = s.timeline.len().saturating_sub(TIMELINE_MAX);
     s.timeline.drain(..excess);
     s
-}
-
-async fn preview(
-    engine: Option<&Engine>,
-    identity: &Identity,
-    req: &ProposalRequest,
-    running: bool,
-) -> Preview {
-    match req {
-        ProposalRequest::Capability { dockerfile } => Preview::Dockerfile(dockerfile.clone()),
-        ProposalRequest::Pipelock { .. } => {
-            Preview::Unavailable("pipelock is not run by this launcher; reject it".into())
-        }
-        ProposalRequest::Egress(r) => {
-            let Some(engine) = engine.filter(|_| running) else {
-                return Preview::Unavailable(format!("bottle {identity} is not running"));
-            };
-            let proposed = match ProposedRoute::from_request(r) {
-                Ok(p) => p,
-                Err(e) => return Preview::Unavailable(format!("invalid proposal: {e}")),
-            };
-            let egress =
-                DockerEgress::new(engine.clone(), identity.container_name(Component::Egress));
-            match apply::live_table(identity.as_str(), &egress).await {
-                Ok((table, _)) => {
-                    let m = merge_route(&table, &[], &proposed);
-                    if m.new_slot.is_some() {
-                        Preview::Unavailable(format!(
-                            "asks for a new credential; approve without it (A) or reject\n{}",
-                            m.diff
-                        ))
-                    } else if m.changed {
-                        Preview::RouteDiff(m.diff)
-                    } else {
-                        Preview::NoChange
-                    }
-                }
-                Err(e) => Preview::Unavailable(e.to_string()),
-            }
-        }
-    }
 }
 
 fn timeline_of_queue(s: &mut Snapshot, id: &Identity, queue: &Path) {
@@ -291,35 +274,50 @@ fn timeline_of_queue(s: &mut Snapshot, id: &Identity, queue: &Path) {
         };
         s.timeline.push(ev);
     }
-    // Changes of the live routes (approvals and manual `routes edit`).
-    if let Ok(edits) = queue_ops::read_routes_edits(queue) {
-        for r in edits {
-            let added = r
-                .diff
-                .lines()
-                .filter(|l| l.starts_with("+  - host:"))
-                .map(|l| l.trim_start_matches("+  - host:").trim())
-                .collect::<Vec<_>>()
-                .join(",");
-            s.timeline.push(Event {
-                at: r.at.to_string(),
-                bottle: id.to_string(),
-                kind: "routes".into(),
-                text: format!(
-                    "{} {}→{}{}",
-                    r.proposal
-                        .as_ref()
-                        .map_or_else(|| "manual edit".to_owned(), |p| format!("apply {p}")),
-                    short(&r.before_version),
-                    short(&r.after_version),
-                    if added.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" +{added}")
-                    }
-                ),
-            });
-        }
+    // Changes of the live routes (approvals and manual `routes edit`) and
+    // of pipelock's config (`pipelock edit`).
+    for rec in queue_ops::read_operator_records(queue).unwrap_or_default() {
+        let ev = match rec {
+            OperatorAuditRecord::RoutesEdit(r) => {
+                let added = r
+                    .diff
+                    .lines()
+                    .filter(|l| l.starts_with("+  - host:"))
+                    .map(|l| l.trim_start_matches("+  - host:").trim())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                Event {
+                    at: r.at.to_string(),
+                    bottle: id.to_string(),
+                    kind: "routes".into(),
+                    text: format!(
+                        "{} {}→{}{}",
+                        r.proposal
+                            .as_ref()
+                            .map_or_else(|| "manual edit".to_owned(), |p| format!("apply {p}")),
+                        short(&r.before_version),
+                        short(&r.after_version),
+                        if added.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" +{added}")
+                        }
+                    ),
+                }
+            }
+            OperatorAuditRecord::PipelockEdit(r) => {
+                let (added, removed) = preview::diff_counts(&r.diff);
+                Event {
+                    at: r.at.to_string(),
+                    bottle: id.to_string(),
+                    kind: "pipelock".into(),
+                    text: format!("manual edit of its config (+{added} -{removed} lines)"),
+                }
+            }
+            #[allow(unreachable_patterns)] // the enum is non_exhaustive
+            _ => continue,
+        };
+        s.timeline.push(ev);
     }
 }
 

@@ -112,3 +112,50 @@ fn run_editor_passes_the_file_and_reports_failure() {
     let e = run_editor("false", &f).unwrap_err();
     assert!(e.contains("exited"), "{e}");
 }
+
+#[test]
+fn the_same_loop_checks_a_pipelock_config() {
+    let live = crate::apply::tests::PIPELOCK_CONFIG_TEXT;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipelock.yaml");
+    let outputs = [
+        live.replace("enabled: true", "enabled: false"),
+        live.replace("strict", "audit"),
+    ];
+    let mut seen = Vec::new();
+    let mut editor = |p: &Path| {
+        seen.push(std::fs::read_to_string(p).unwrap());
+        std::fs::write(p, &outputs[seen.len() - 1]).map_err(|e| e.to_string())
+    };
+    let r = edit_checked(
+        "pipelock config of bottle dev-k3x9a",
+        live,
+        &file,
+        true,
+        &mut editor,
+        &crate::apply::check_pipelock_config,
+        &|c: &crate::apply::PipelockConfigText| c.text() == live,
+    );
+    let Ok(Edited::Changed(c)) = r else {
+        panic!("{r:?}")
+    };
+    assert!(c.text().contains("mode: audit"));
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen[1].contains("# launcher:   forward_proxy.enabled: must stay true"),
+        "{}",
+        seen[1]
+    );
+    // Saved unchanged: nothing to apply.
+    let mut same = |_: &Path| Ok(());
+    let r = edit_checked(
+        "pipelock",
+        live,
+        &file,
+        false,
+        &mut same,
+        &crate::apply::check_pipelock_config,
+        &|c: &crate::apply::PipelockConfigText| c.text() == live,
+    );
+    assert!(matches!(r, Ok(Edited::Unchanged)), "{r:?}");
+}

@@ -74,3 +74,20 @@ fn routes_edit_json_shape_and_old_readers_skip_it() {
     let j = serde_json::to_value(OperatorAuditRecord::RoutesEdit(with)).unwrap();
     assert_eq!(j["proposal"], "p-1");
 }
+
+#[test]
+fn pipelock_edit_json_shape() {
+    let r = PipelockEdit {
+        version: QUEUE_FORMAT_VERSION,
+        bottle: "dev-abc12".into(),
+        at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        diff: "--- before\n+++ after\n".into(),
+    };
+    let line = serde_json::to_string(&OperatorAuditRecord::PipelockEdit(r.clone())).unwrap();
+    let j: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(j["event"], "pipelock_edit");
+    assert_eq!(j["bottle"], "dev-abc12");
+    let back: OperatorAuditRecord = serde_json::from_str(&line).unwrap();
+    assert_eq!(back, OperatorAuditRecord::PipelockEdit(r));
+    assert!(serde_json::from_str::<AuditRecord>(&line).is_err());
+}
