@@ -349,6 +349,7 @@ pub async fn approve_egress(
     note: &str,
     without_auth: bool,
     grant: Option<&Grant>,
+    allow_private: bool,
 ) -> Result<EgressApproved, ApprovalError> {
     let id = loc.proposal.id.to_string();
     let ProposalRequest::Egress(req) = &loc.proposal.request else {
@@ -377,7 +378,12 @@ pub async fn approve_egress(
     let preview = route_preview(&table, &slots, &proposed);
     check_grant(&id, &preview, grant)?;
     let granted = preview.attaches;
-    let merged = preview.merge;
+    // The operator's opt-in to non-global addresses (never the agent's).
+    let merged = if allow_private {
+        preview.merge.allow_private(&table, &proposed.host)
+    } else {
+        preview.merge
+    };
     if let (Some(slot), Some(g)) = (&merged.new_slot, grant) {
         // A credential the bottle does not hold yet: its value comes with
         // the grant (an unset one is refused here, nothing changed yet).

@@ -69,6 +69,11 @@ pub struct ApproveArgs {
     /// written only into the bottle's egress container.
     #[arg(long, value_name = "NAME", conflicts_with = "without_auth")]
     pub grant: Option<String>,
+    /// Also let the approved host's route reach private, loopback and
+    /// link-local addresses (`allow_private: true`): an operator decision
+    /// an agent's proposal can never make.
+    #[arg(long)]
+    pub allow_private: bool,
     /// State root (default: $CLAUDE_BOTTLE_STATE_DIR or ~/.claude-bottle/state).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -360,6 +365,7 @@ pub fn approve(args: &ApproveArgs) -> anyhow::Result<()> {
             &args.note,
             args.without_auth,
             grant.as_ref(),
+            args.allow_private,
         )
         .await?;
         if a.changed {

@@ -201,6 +201,36 @@ pub fn merge_route(table: &RouteTable, slots: &[TokenSlot], proposal: &ProposedR
     }
 }
 
+impl Merge {
+    /// The operator's opt-in, given at approval (`launcher approve
+    /// --allow-private`), never by the proposal: the route for `host` in
+    /// the merged table may reach non-global addresses. `before` is the
+    /// table the merge started from, so the diff stays against it.
+    #[must_use]
+    pub fn allow_private(mut self, before: &RouteTable, host: &HostPattern) -> Self {
+        let mut routes = self.table.routes().to_vec();
+        let Some(route) = routes.iter_mut().find(|r| &r.host == host) else {
+            return self;
+        };
+        if route.allow_private {
+            return self;
+        }
+        route.allow_private = true;
+        let Ok(table) = RouteTable::new(routes) else {
+            return self;
+        };
+        let (old, new) = (before.render(), table.render());
+        self.changed = old != new;
+        self.diff = if self.changed {
+            unified_diff(&old, &new)
+        } else {
+            String::new()
+        };
+        self.table = table;
+        self
+    }
+}
+
 fn next_free_slot(table: &RouteTable, slots: &[TokenSlot]) -> String {
     let used = table
         .token_envs()

@@ -170,7 +170,7 @@ async fn an_approved_route_is_live_without_restart_and_a_rejection_returns_the_n
         let before = routes_version(&identity, state);
 
         // 4. Approve from the host.
-        let (ok, out) = launcher(&["approve", &id, "--note", "ok for e2e"], state);
+        let (ok, out) = launcher(&["approve", &id, "--note", "ok for e2e", "--allow-private"], state);
         assert!(ok, "approve: {out}");
         assert!(out.contains("+  - host: notallowed.test"), "{out}");
         let (code, _) = sh(&bottle, "test -f /tmp/dl.done").await;
@@ -236,7 +236,7 @@ async fn an_approved_route_is_live_without_restart_and_a_rejection_returns_the_n
         assert!(!ok && out.contains("is not set"), "{out}");
         let granted = format!("granted-{run}");
         let (ok, out) = launcher_with(
-            &["approve", &id3, "--grant", "E2E_GRANTED_TOKEN"],
+            &["approve", &id3, "--grant", "E2E_GRANTED_TOKEN", "--allow-private"],
             state,
             &[("E2E_GRANTED_TOKEN", &granted)],
         );
@@ -291,7 +291,7 @@ async fn an_approved_route_is_live_without_restart_and_a_rejection_returns_the_n
         assert!(ok && shown.contains("justification (the agent's words, whole)"), "{shown}");
         // Granted by name, the held slot is reused: nothing is read from the
         // environment (the variable is not set for this launcher).
-        let (ok, out) = launcher(&["approve", &id4, "--grant", "E2E_GITHUB_TOKEN"], state);
+        let (ok, out) = launcher(&["approve", &id4, "--grant", "E2E_GITHUB_TOKEN", "--allow-private"], state);
         assert!(ok, "approve --grant of a held credential: {out}");
         assert!(out.contains("egress already held it"), "{out}");
         assert!(!out.contains("e2e-approval-token"), "the launcher printed the token: {out}");

@@ -46,6 +46,7 @@ fn approve_granting(
         "ok",
         without_auth,
         grant,
+        false,
     ))
 }
 
@@ -86,6 +87,36 @@ fn approving_applies_then_writes_the_decision_with_the_diff() {
 }
 
 use manifest::routes::RouteTable;
+
+/// `--allow-private` is the operator's: the approved route, and only it,
+/// may reach non-global addresses once live.
+#[test]
+fn the_operator_may_open_the_approved_host_to_private_addresses() {
+    let root = tempfile::tempdir().unwrap();
+    let loc = setup(root.path(), &proposal(ID, BOTTLE, "inside.example.com"));
+    let eg = FakeEgress::with(BASE);
+    let a = rt()
+        .block_on(approve_egress(
+            &loc,
+            &eg,
+            None::<&NoPipelock>,
+            "ok",
+            false,
+            None,
+            true,
+        ))
+        .unwrap();
+    assert!(a.changed);
+    let live = RouteTable::parse(&eg.live.borrow(), "t").unwrap();
+    for r in live.routes() {
+        assert_eq!(
+            r.allow_private,
+            r.host.to_string() == "inside.example.com",
+            "{}",
+            r.host
+        );
+    }
+}
 
 #[test]
 fn approving_a_known_host_merges_paths_without_duplicating() {
@@ -480,8 +511,16 @@ fn an_egress_approval_mirrors_to_pipelock_first() {
     let loc = setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
     let eg = FakeEgress::with(BASE);
     let pl = FakePipelock::default();
-    rt().block_on(approve_egress(&loc, &eg, Some(&pl), "ok", false, None))
-        .unwrap();
+    rt().block_on(approve_egress(
+        &loc,
+        &eg,
+        Some(&pl),
+        "ok",
+        false,
+        None,
+        false,
+    ))
+    .unwrap();
     let asked = pl.asked.borrow();
     assert_eq!(asked.len(), 1);
     assert!(

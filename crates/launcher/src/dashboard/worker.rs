@@ -153,6 +153,7 @@ async fn decide(
                 note,
                 without_auth,
                 grant.as_ref(),
+                false,
             )
             .await
             .map(|a| {

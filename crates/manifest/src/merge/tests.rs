@@ -159,3 +159,20 @@ fn proposals_refuse_public_suffix_wildcards_and_path_parameters() {
         .to_string();
     assert!(e.contains("path parameter"), "{e}");
 }
+
+/// The operator's `--allow-private` opens exactly the approved host, and
+/// the diff shows it against the table the merge started from.
+#[test]
+fn the_operator_opens_the_approved_host_to_private_addresses() {
+    let before = table(BASE);
+    let p = proposal("inside.example.com", &["/x"], None);
+    let m = merge_route(&before, &[], &p).allow_private(&before, &p.host);
+    assert!(m.changed);
+    assert!(m.table.get(&p.host).unwrap().allow_private);
+    assert!(!m.table.routes()[0].allow_private, "other routes untouched");
+    assert!(m.diff.contains("+    allow_private: true"), "{}", m.diff);
+    // A host that was already covered still gets the opt-in as a change.
+    let known = proposal("api.github.com", &[], None);
+    let m = merge_route(&before, &[], &known).allow_private(&before, &known.host);
+    assert!(m.changed && m.table.routes()[0].allow_private);
+}
