@@ -8,8 +8,13 @@
 //!    <new>… --not --all`, which sees the push's quarantined objects), i.e.
 //!    blobs of every new commit (also ones a later commit deletes again),
 //!    commit and tag messages;
-//! 3. if clean, the same ref updates pushed upstream (`--atomic`, each ref
-//!    leased at its old value) *before* git accepts them locally.
+//! 3. if clean, the same ref updates pushed upstream (`--atomic`) *before*
+//!    git accepts them locally. Each ref is leased at the value the mirror
+//!    holds, i.e. the upstream value the gate has seen, and no refspec
+//!    carries `+` (which would override the lease): if upstream moved out
+//!    of band since the last refresh, its push fails as "stale" and the
+//!    agent is told to fetch and rebase. Only refs whose branch rules allow
+//!    force may move non-fast-forward, and only over what the gate has seen.
 //!
 //! Exit 0 accepts; anything else makes receive-pack discard the quarantine,
 //! so a refused push lands neither upstream nor in the mirror. Messages go
@@ -64,7 +69,8 @@ pub struct HookReport {
     pub bytes_scanned: u64,
     /// Findings count.
     pub findings: usize,
-    /// `ok`, `refused`, `unreachable` or `not-attempted`.
+    /// `ok`, `refused`, `stale` (upstream moved since the last refresh),
+    /// `unreachable` or `not-attempted`.
     pub upstream: String,
     /// Short reason for a rejection.
     pub reason: String,
@@ -211,6 +217,7 @@ fn decide(
         return Ok(());
     }
 
+    check_seen(&updates, &mirror_values(&updates).map_err(internal)?)?;
     check_branch_rules(&remote, &updates)?;
 
     let rules = match lookup(env::RULES).filter(|s| !s.is_empty()) {
@@ -273,6 +280,67 @@ fn decide(
 
 fn short(oid: &str) -> &str {
     &oid[..oid.len().min(12)]
+}
+
+/// The mirror's current value of each updated ref (all zeros when absent):
+/// the upstream value the gate has seen, the only one it may lease.
+fn mirror_values(updates: &[Update]) -> Result<Vec<String>, String> {
+    let out = Command::new("git")
+        .args(["for-each-ref", "--format=%(objectname) %(refname)"])
+        .args(updates.iter().map(|u| u.refname.as_str()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run git for-each-ref: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("git for-each-ref failed ({})", out.status));
+    }
+    // Patterns match by prefix, so keep exact names only.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let found: std::collections::HashMap<&str, &str> = text
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(oid, name)| (name, oid)))
+        .collect();
+    Ok(updates
+        .iter()
+        .map(|u| match found.get(u.refname.as_str()) {
+            Some(oid) => (*oid).to_owned(),
+            None => "0".repeat(u.old.len()),
+        })
+        .collect())
+}
+
+/// receive-pack hands the hook the old values the *client* sent; git checks
+/// them only after the hook, so the hook checks them against the mirror
+/// before trusting them for a lease or a fast-forward test.
+fn check_seen(updates: &[Update], seen: &[String]) -> Result<(), Refusal> {
+    let lines: Vec<String> = updates
+        .iter()
+        .zip(seen)
+        .filter(|(u, s)| u.old != **s)
+        .map(|(u, s)| {
+            format!(
+                "your push expects {} at {}, but the gate has it at {}",
+                u.refname,
+                if is_zero(&u.old) {
+                    "nothing"
+                } else {
+                    short(&u.old)
+                },
+                if is_zero(s) { "nothing" } else { short(s) },
+            )
+        })
+        .collect();
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut all = vec!["push rejected: it was based on an out-of-date view of the remote:".into()];
+    all.extend(lines.into_iter().map(|l| format!("  {l}")));
+    all.push("Nothing was pushed upstream. Fetch, rebase onto the remote branch (git pull --rebase), and push again.".into());
+    Err(Refusal {
+        reason: "stale view",
+        lines: all,
+    })
 }
 
 fn check_branch_rules(remote: &Remote, updates: &[Update]) -> Result<(), Refusal> {
@@ -494,7 +562,10 @@ fn scan_push(
     Ok(findings)
 }
 
-/// Pushes the updates upstream, atomically, each ref leased at its old value.
+/// Pushes the updates upstream, atomically, each ref leased at its old
+/// value, which [`check_seen`] made the mirror's. No refspec has `+`: git
+/// lets a `+` override a failed lease, which would overwrite upstream
+/// commits the gate has never seen.
 fn push_upstream(
     upstream: &Upstream,
     updates: &[Update],
@@ -517,7 +588,7 @@ fn push_upstream(
     }
     args.push(upstream.url.clone());
     for u in updates {
-        args.push(format!("+{}:{}", u.new, u.refname));
+        args.push(format!("{}:{}", u.new, u.refname));
     }
     let child = Command::new("git")
         .args(&args)
@@ -574,6 +645,25 @@ fn push_upstream(
     if status.is_some_and(|s| s.success()) {
         report.upstream = "ok".into();
         return Ok(());
+    }
+    let stale: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with('!') && l.contains("(stale info)"))
+        .filter_map(|l| l.split('\t').nth(1)?.rsplit_once(':').map(|(_, dst)| dst))
+        .collect();
+    if !stale.is_empty() {
+        report.upstream = "stale".into();
+        return Err(Refusal {
+            reason: "upstream moved",
+            lines: vec![
+                format!(
+                    "push rejected: the upstream's {} moved since the gate last fetched it (someone else pushed).",
+                    stale.join(", ")
+                ),
+                "Nothing was pushed upstream or stored on the gate, and nothing upstream was overwritten.".into(),
+                "To fix: fetch, rebase onto the new upstream commits (git pull --rebase), and push again.".into(),
+            ],
+        });
     }
     let mut lines = vec![format!(
         "push rejected: the upstream ({}) refused or could not take the push:",

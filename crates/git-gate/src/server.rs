@@ -385,7 +385,7 @@ async fn handle(gate: Arc<Gate>, req: Request<Incoming>, peer: SocketAddr) -> Re
                 .join(format!("{}-{n}.json", std::process::id()));
             let env = base_env(&gate, &state, Some(&report));
             let finish = Finish {
-                remote: name.to_owned(),
+                state: state.clone(),
                 report,
                 started,
                 _guard: guard,
@@ -469,7 +469,7 @@ fn base_env(gate: &Gate, state: &RemoteState, report: Option<&PathBuf>) -> Vec<(
 
 /// After a push: log the hook's decision and release the remote.
 struct Finish {
-    remote: String,
+    state: Arc<RemoteState>,
     report: PathBuf,
     started: Instant,
     _guard: tokio::sync::OwnedMutexGuard<()>,
@@ -522,8 +522,15 @@ fn log_push(f: &Finish, git_ok: bool, body_error: Option<String>) {
     {
         Some(r) => {
             let _ = std::fs::remove_file(&f.report);
+            if r.upstream == "stale" {
+                // Upstream moved under the mirror: the agent was told to
+                // fetch, so its next fetch must not be debounced.
+                if let Ok(mut l) = f.state.last_refresh.lock() {
+                    *l = None;
+                }
+            }
             info!(
-                remote = %f.remote,
+                remote = %f.state.remote.name,
                 decision = %r.decision,
                 refs = %r.refs.join(" "),
                 commits_scanned = r.commits_scanned,
@@ -538,7 +545,7 @@ fn log_push(f: &Finish, git_ok: bool, body_error: Option<String>) {
             );
         }
         None => info!(
-            remote = %f.remote,
+            remote = %f.state.remote.name,
             decision = "reject",
             git_ok,
             body_error = body_error.as_deref().unwrap_or(""),
@@ -560,7 +567,9 @@ async fn refresh(gate: &Gate, state: &RemoteState) -> &'static str {
             .and_then(|l| *l)
             .is_some_and(|(at, _)| at.elapsed() < gate.cfg.refresh_interval)
     };
-    if fresh(state) {
+    // A push in flight holds the lock and may end by invalidating the
+    // debounce (upstream moved): wait for it rather than serve around it.
+    if fresh(state) && state.write.try_lock().is_ok() {
         return "debounced";
     }
     let _w = state.write.lock().await;

@@ -8,5 +8,6 @@
 //! tempdir so the machine's git config cannot interfere.
 
 mod harness;
+mod lease;
 mod push;
 mod serve;
