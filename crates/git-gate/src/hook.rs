@@ -7,7 +7,9 @@
 //!    the new tips and not from any existing ref (`git rev-list --objects
 //!    <new>… --not --all`, which sees the push's quarantined objects), i.e.
 //!    blobs of every new commit (also ones a later commit deletes again),
-//!    commit and tag messages;
+//!    commit and tag messages, the entry names of every new tree (a file or
+//!    directory name, also where a rename made only the tree new), and the
+//!    pushed ref names;
 //! 3. if clean, the same ref updates pushed upstream (`--atomic`) *before*
 //!    git accepts them locally. Each ref is leased at the value the mirror
 //!    holds, i.e. the upstream value the gate has seen, and no refspec
@@ -209,9 +211,21 @@ fn decide(
         .ok_or_else(|| internal(format!("remote {name:?} is not in {remotes_path}")))?
         .clone();
     let updates = parse_updates(stdin).map_err(internal)?;
+    let rules = match lookup(env::RULES).filter(|s| !s.is_empty()) {
+        Some(p) => RuleSet::load(&PathBuf::from(p)).map_err(|e| internal(e.to_string()))?,
+        None => RuleSet::default_rules(),
+    };
+    // For the daemon's log: a ref name can be the secret.
     report.refs = updates
         .iter()
-        .map(|u| format!("{} {}..{}", u.refname, short(&u.old), short(&u.new)))
+        .map(|u| {
+            format!(
+                "{} {}..{}",
+                shown(&rules, &u.refname),
+                short(&u.old),
+                short(&u.new)
+            )
+        })
         .collect();
     if updates.is_empty() {
         return Ok(());
@@ -220,13 +234,10 @@ fn decide(
     check_seen(&updates, &mirror_values(&updates).map_err(internal)?)?;
     check_branch_rules(&remote, &updates)?;
 
-    let rules = match lookup(env::RULES).filter(|s| !s.is_empty()) {
-        Some(p) => RuleSet::load(&PathBuf::from(p)).map_err(|e| internal(e.to_string()))?,
-        None => RuleSet::default_rules(),
-    };
-    let findings = scan_push(&rules, &updates, report).map_err(internal)?;
+    let mut hits = scan_ref_names(&rules, &updates, report);
+    hits.extend(scan_push(&rules, &updates, report).map_err(internal)?);
     // `report.findings` counts them all; only the first few are kept.
-    if !findings.is_empty() {
+    if !hits.is_empty() {
         let mut lines = vec![format!(
             "push rejected: {} secret(s) found in the pushed commits:",
             report.findings
@@ -238,23 +249,33 @@ fn decide(
             .collect();
         let mut introduced: std::collections::HashMap<String, String> =
             std::collections::HashMap::new();
-        for (f, oid) in findings.iter().take(MAX_LISTED) {
-            let commit = introduced
-                .entry(oid.clone())
-                .or_insert_with(|| introducing_commit(oid, &tips))
-                .clone();
+        for h in hits.iter().take(MAX_LISTED) {
+            let commit = match h.place {
+                Place::Ref(_) => String::new(),
+                _ => introduced
+                    .entry(h.object.clone())
+                    .or_insert_with(|| introducing_commit(&h.object, &tips))
+                    .clone(),
+            };
             let commit = if commit.is_empty() {
                 String::new()
             } else {
                 format!(" (commit {commit})")
             };
+            let f = &h.finding;
+            let place = match &h.place {
+                Place::Content => format!(
+                    "{}:{}:{}",
+                    shown(&rules, f.path.as_deref().unwrap_or("?")),
+                    f.line,
+                    f.column
+                ),
+                Place::Name(path) => format!("name of {}", shown(&rules, path)),
+                Place::Ref(name) => format!("ref name {}", shown(&rules, name)),
+            };
             lines.push(format!(
-                "  {}:{}:{}{commit}  rule {} ({})",
-                f.path.as_deref().unwrap_or("?"),
-                f.line,
-                f.column,
-                f.rule_id,
-                f.description
+                "  {place}{commit}  rule {} ({})",
+                f.rule_id, f.description
             ));
             lines.push(format!("      {}", f.excerpt));
         }
@@ -264,7 +285,8 @@ fn decide(
         lines.push("Nothing was pushed upstream and nothing was stored on the gate.".into());
         lines.push("To fix: remove the secret from every commit of the push (git rebase -i, or git commit --amend for the last one),".into());
         lines.push("load it at run time instead (environment variable, secret store), then push again. A later commit that deletes".into());
-        lines.push("the secret is not enough: history keeps it. If it was a real credential, tell the operator so it can be rotated.".into());
+        lines.push("the secret is not enough: history keeps it. A secret in a file or branch name counts too: rename it.".into());
+        lines.push("If it was a real credential, tell the operator so it can be rotated.".into());
         return Err(Refusal {
             reason: "secrets found",
             lines,
@@ -424,12 +446,110 @@ fn introducing_commit(object: &str, tips: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// Where a secret was found, for the message to the agent.
+enum Place {
+    /// Inside an object (blob contents, a commit or tag message); the
+    /// finding's `path` says which.
+    Content,
+    /// In the name of a tree entry; the entry's full path.
+    Name(String),
+    /// In a pushed ref name.
+    Ref(String),
+}
+
+/// One finding with the object it was found in.
+struct Hit {
+    finding: Finding,
+    object: String,
+    place: Place,
+}
+
+/// `text` as it may be shown to the agent: every secret the rules find in
+/// it masked (a path can itself be the secret) and control characters
+/// replaced, so a name cannot carry terminal escapes.
+fn shown(rules: &RuleSet, text: &str) -> String {
+    match rules.scan(text.as_bytes(), None).into_iter().next() {
+        Some(f) => f.excerpt,
+        None => text
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
+    }
+}
+
+/// Pushed ref names go upstream too: `refs/heads/<secret>` is a leak.
+fn scan_ref_names(rules: &RuleSet, updates: &[Update], report: &mut HookReport) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    for u in updates {
+        for f in rules.scan(u.refname.as_bytes(), None) {
+            report.findings += 1;
+            if hits.len() < MAX_LISTED {
+                hits.push(Hit {
+                    finding: f,
+                    object: u.new.clone(),
+                    place: Place::Ref(u.refname.clone()),
+                });
+            }
+        }
+    }
+    hits
+}
+
+/// Scans the entry names of one new tree (at `dir`, "" for a root): each
+/// distinct name once as text (a secret used as a name), and each distinct
+/// full path once against path rules.
+struct NameScan<'a> {
+    rules: &'a RuleSet,
+    names: std::collections::HashSet<Vec<u8>>,
+    paths: std::collections::HashSet<String>,
+}
+
+impl NameScan<'_> {
+    fn tree(
+        &mut self,
+        body: impl BufRead,
+        oid: &str,
+        dir: &str,
+        hits: &mut Vec<Hit>,
+        report: &mut HookReport,
+    ) -> std::io::Result<()> {
+        let mut push = |f: Finding, full: &str, hits: &mut Vec<Hit>| {
+            report.findings += 1;
+            if hits.len() < MAX_LISTED {
+                hits.push(Hit {
+                    finding: f,
+                    object: oid.to_owned(),
+                    place: Place::Name(full.to_owned()),
+                });
+            }
+        };
+        crate::tree::for_each_entry(body, oid.len() / 2, |_mode, name| {
+            let text = String::from_utf8_lossy(name);
+            let full = if dir.is_empty() {
+                text.clone().into_owned()
+            } else {
+                format!("{dir}/{text}")
+            };
+            if self.names.insert(name.to_vec()) {
+                for f in self.rules.scan(name, None) {
+                    push(f, &full, hits);
+                }
+            }
+            if self.paths.insert(full.clone()) {
+                for f in self.rules.scan(b"", Some(&full)) {
+                    push(f, &full, hits);
+                }
+            }
+        })
+    }
+}
+
 /// Scans every object the push adds; streams objects one at a time.
 fn scan_push(
     rules: &RuleSet,
     updates: &[Update],
     report: &mut HookReport,
-) -> Result<Vec<(Finding, String)>, String> {
+) -> Result<Vec<Hit>, String> {
     let tips: Vec<&str> = updates
         .iter()
         .filter(|u| !is_zero(&u.new))
@@ -482,6 +602,11 @@ fn scan_push(
         catfile.stdout.take().ok_or("cat-file has no stdout")?,
     );
     let mut findings = Vec::new();
+    let mut names = NameScan {
+        rules,
+        names: Default::default(),
+        paths: Default::default(),
+    };
     let mut pending: VecDeque<Option<String>> = VecDeque::new();
     loop {
         let mut header = String::new();
@@ -514,6 +639,17 @@ fn scan_push(
             }
         };
         let mut body = (&mut out).take(size);
+        if kind == "tree" {
+            names
+                .tree(
+                    &mut body,
+                    &oid,
+                    path.as_deref().unwrap_or(""),
+                    &mut findings,
+                    report,
+                )
+                .map_err(|e| format!("reading tree {oid}: {e}"))?;
+        }
         let label = match (kind.as_str(), path) {
             ("blob", Some(p)) => Some(p),
             ("blob", None) => Some(format!("(blob {})", short(&oid))),
@@ -533,7 +669,11 @@ fn scan_push(
                 .scan_reader_capped(&mut body, Some(&label), room)
                 .map_err(|e| format!("reading object {oid}: {e}"))?;
             report.findings += total;
-            findings.extend(fs.into_iter().map(|f| (f, oid.clone())));
+            findings.extend(fs.into_iter().map(|f| Hit {
+                finding: f,
+                object: oid.clone(),
+                place: Place::Content,
+            }));
         }
         std::io::copy(&mut body, &mut std::io::sink())
             .map_err(|e| format!("reading object {oid}: {e}"))?;

@@ -22,6 +22,7 @@ pub mod pktline;
 pub mod scan;
 pub mod server;
 pub mod sideband;
+pub mod tree;
 pub mod upstream;
 
 pub use config::Config;

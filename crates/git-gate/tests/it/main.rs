@@ -9,5 +9,6 @@
 
 mod harness;
 mod lease;
+mod names;
 mod push;
 mod serve;
