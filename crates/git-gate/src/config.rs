@@ -26,7 +26,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A gitleaks-format rule file replacing the built-in rules.
     pub rules_path: Option<PathBuf>,
-    /// Extra CA bundle for upstream TLS.
+    /// Extra CA bundle for upstream TLS, trusted besides the system roots.
     pub upstream_ca: Option<PathBuf>,
     /// Minimum time between two refreshes of one mirror.
     pub refresh_interval: Duration,
@@ -36,8 +36,11 @@ pub struct Config {
     pub max_push_bytes: u64,
     /// The git-gate executable the mirror's pre-receive hook runs.
     pub hook_exe: PathBuf,
-    /// The environment git children get (the daemon's own environment is
-    /// not inherited): PATH, HOME, proxy and TLS variables, token slots.
+    /// The daemon's environment as git children may see it; [`run`] keeps
+    /// only what [`child_env`] allows (PATH, HOME, LANG, TMPDIR, proxy
+    /// variables, token slots) and adds [`FORCED_ENV`].
+    ///
+    /// [`run`]: crate::run
     pub child_env: Vec<(String, String)>,
 }
 
@@ -78,25 +81,59 @@ pub fn mirror_path(data: &Path, name: &str) -> PathBuf {
     data.join(format!("{name}.git"))
 }
 
-/// Variables copied from the daemon's environment into git children's.
+/// Variables copied from the daemon's environment into git children, besides
+/// the remotes' token slots. Left out on purpose, because each changes whom
+/// git trusts, what it runs or which repository it touches: `GIT_SSL_*`,
+/// `SSL_CERT_*`, `CURL_CA_BUNDLE`, `GIT_PROXY_*` (`GIT_PROXY_COMMAND` runs a
+/// program, `GIT_PROXY_SSL_*` changes the proxy's trust), `GIT_CONFIG*`,
+/// `GIT_EXEC_PATH`, `GIT_DIR` and the rest of git's repository variables.
+/// The proxy variables stay: they route, and a tunnelled HTTPS upstream is
+/// still verified end to end.
 pub const PASSTHROUGH_ENV: &[&str] = &[
     "PATH",
     "HOME",
     "LANG",
     "TMPDIR",
-    "GIT_CONFIG_GLOBAL",
-    "GIT_CONFIG_NOSYSTEM",
-    "GIT_EXEC_PATH",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "NO_PROXY",
     "http_proxy",
     "https_proxy",
     "no_proxy",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "GIT_SSL_CAINFO",
 ];
+
+/// Set on every git child whatever the daemon inherited: no global or
+/// system git config (which could turn `http.sslVerify` off or add a CA).
+pub const FORCED_ENV: &[(&str, &str)] = &[
+    ("GIT_CONFIG_GLOBAL", "/dev/null"),
+    ("GIT_CONFIG_NOSYSTEM", "1"),
+];
+
+/// The environment of git children, from the daemon's `vars`: the
+/// [`PASSTHROUGH_ENV`] variables, the token slots `remotes` names, then
+/// [`FORCED_ENV`]. Everything else is dropped, so `--upstream-ca` (plus
+/// the system roots) is exactly what git trusts for upstreams.
+pub fn child_env(
+    vars: impl IntoIterator<Item = (String, String)>,
+    remotes: &RemotesFile,
+) -> Vec<(String, String)> {
+    let token = |k: &str| {
+        remotes
+            .remotes()
+            .iter()
+            .any(|r| r.auth.as_ref().is_some_and(|a| a.token_env == k))
+    };
+    let mut env: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(k, _)| PASSTHROUGH_ENV.contains(&k.as_str()) || token(k))
+        .collect();
+    env.extend(
+        FORCED_ENV
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    env
+}
 
 #[cfg(test)]
 mod tests;

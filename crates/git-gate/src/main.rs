@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use git_gate::config::{self, Config, PASSTHROUGH_ENV};
+use git_gate::config::{self, Config};
 use manifest::remotes::RemotesFile;
 use secret_scan::RuleSet;
 use tokio_util::sync::CancellationToken;
@@ -158,17 +158,10 @@ fn daemon(cli: Cli) -> anyhow::Result<()> {
     let remotes_path = remotes_path
         .canonicalize()
         .with_context(|| format!("resolving {}", remotes_path.display()))?;
-    let mut child_env: Vec<(String, String)> = PASSTHROUGH_ENV
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
-        .collect();
-    for r in remotes.remotes() {
-        if let Some(a) = &r.auth
-            && let Ok(v) = std::env::var(&a.token_env)
-        {
-            child_env.push((a.token_env.clone(), v));
-        }
-    }
+    // Non-UTF-8 variables are never among the ones git children get.
+    let vars = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let child_env = config::child_env(vars, &remotes);
     let cfg = Config {
         remotes,
         remotes_path,

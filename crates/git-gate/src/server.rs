@@ -52,6 +52,9 @@ pub enum GateError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The upstream trust bundle could not be written.
+    #[error("{0}")]
+    Trust(String),
     /// The listener failed.
     #[error("accepting connections: {0}")]
     Accept(std::io::Error),
@@ -152,7 +155,21 @@ async fn prepare(cfg: Config) -> Result<Gate, GateError> {
         path: reports.clone(),
         source,
     })?;
-    let cfg = Config { data_dir, ..cfg };
+    let child_env = crate::config::child_env(cfg.child_env.clone(), &cfg.remotes);
+    let upstream_ca = match &cfg.upstream_ca {
+        Some(extra) => {
+            let bundle = data_dir.join(".upstream-ca.pem");
+            crate::upstream::write_trust_bundle(extra, &bundle).map_err(GateError::Trust)?;
+            Some(bundle)
+        }
+        None => None,
+    };
+    let cfg = Config {
+        data_dir,
+        child_env,
+        upstream_ca,
+        ..cfg
+    };
     let upstreams = cfg.upstreams().map_err(GateError::Credentials)?;
     let mut remotes = BTreeMap::new();
     for (remote, upstream) in cfg.remotes.remotes().iter().zip(upstreams) {

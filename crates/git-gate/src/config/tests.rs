@@ -57,3 +57,40 @@ fn tokens_come_from_the_child_environment_and_stay_hidden() {
     );
     assert_eq!(c.mirror_path("a"), std::path::PathBuf::from("data/a.git"));
 }
+
+#[test]
+fn child_env_keeps_routing_and_tokens_and_drops_whatever_changes_trust() {
+    let remotes = RemotesFile::parse(TWO, "remotes.yaml").expect("valid");
+    let daemon: Vec<(String, String)> = [
+        ("PATH", "/usr/bin"),
+        ("HTTPS_PROXY", "http://proxy:3128"),
+        ("GIT_GATE_TOKEN_1", "t-one"),
+        ("GIT_GATE_TOKEN_9", "not a slot of this file"),
+        ("GIT_SSL_CAINFO", "/tmp/evil.pem"),
+        ("GIT_SSL_NO_VERIFY", "1"),
+        ("SSL_CERT_FILE", "/tmp/evil.pem"),
+        ("GIT_PROXY_COMMAND", "/tmp/evil.sh"),
+        ("GIT_CONFIG_GLOBAL", "/tmp/evil.gitconfig"),
+        ("GIT_CONFIG_PARAMETERS", "'http.sslverify'='false'"),
+        ("GIT_EXEC_PATH", "/tmp/evil"),
+        ("GIT_DIR", "/tmp/elsewhere.git"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let got = super::child_env(daemon, &remotes);
+    let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "PATH",
+            "HTTPS_PROXY",
+            "GIT_GATE_TOKEN_1",
+            "GIT_CONFIG_GLOBAL",
+            "GIT_CONFIG_NOSYSTEM"
+        ]
+    );
+    assert!(got.contains(&("GIT_CONFIG_GLOBAL".into(), "/dev/null".into())));
+    // Applying it twice changes nothing (main and run both apply it).
+    assert_eq!(super::child_env(got.clone(), &remotes), got);
+}

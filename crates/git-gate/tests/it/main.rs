@@ -12,3 +12,4 @@ mod lease;
 mod names;
 mod push;
 mod serve;
+mod trust;
