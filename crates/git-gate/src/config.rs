@@ -14,6 +14,17 @@ pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 16 << 20;
 /// Default cap on a whole push request (command list plus pack).
 pub const DEFAULT_MAX_PUSH_BYTES: u64 = 2 << 30;
+/// Default cap on one pushed object once inflated (git's own
+/// `core.bigFileThreshold`, above which it stops delta-compressing).
+pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 512 << 20;
+/// Default cap on all of a push's objects once inflated.
+pub const DEFAULT_MAX_INFLATED_BYTES: u64 = 4 << 30;
+/// Default time a client has to send a request's headers.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default longest pause inside a request body.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default cap on open client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
 /// Everything the daemon needs.
 #[derive(Debug, Clone)]
@@ -32,8 +43,19 @@ pub struct Config {
     pub refresh_interval: Duration,
     /// Cap on an upload-pack request body and a push's command list.
     pub max_request_bytes: u64,
-    /// Cap on a whole push request.
+    /// Cap on a whole push request, on the wire and gzip-decoded.
     pub max_push_bytes: u64,
+    /// Cap on one pushed object once inflated (a delta at its result).
+    pub max_object_bytes: u64,
+    /// Cap on all of a push's objects once inflated.
+    pub max_inflated_bytes: u64,
+    /// Time a client has to send a request's headers; then the connection
+    /// is closed (also an idle keep-alive connection).
+    pub header_timeout: Duration,
+    /// Longest pause inside a request body before it is cut off.
+    pub idle_timeout: Duration,
+    /// Open client connections; one more is answered 503 and closed.
+    pub max_connections: usize,
     /// The git-gate executable the mirror's pre-receive hook runs.
     pub hook_exe: PathBuf,
     /// The daemon's environment as git children may see it; [`run`] keeps

@@ -17,7 +17,9 @@
 pub mod cgi;
 pub mod config;
 pub mod hook;
+pub mod intake;
 pub mod mirror;
+pub mod pack;
 pub mod pktline;
 pub mod scan;
 pub mod server;

@@ -14,6 +14,11 @@ fn cfg(yaml: &str, env: &[(&str, &str)]) -> Config {
         refresh_interval: Duration::ZERO,
         max_request_bytes: 1,
         max_push_bytes: 1,
+        max_object_bytes: 1,
+        max_inflated_bytes: 1,
+        header_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(1),
+        max_connections: 1,
         hook_exe: "git-gate".into(),
         child_env: env
             .iter()

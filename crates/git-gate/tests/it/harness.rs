@@ -247,6 +247,11 @@ pub fn world_full(
         refresh_interval: Duration::ZERO,
         max_request_bytes: 16 << 20,
         max_push_bytes: 1 << 30,
+        max_object_bytes: 1 << 30,
+        max_inflated_bytes: 4 << 30,
+        header_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(60),
+        max_connections: 64,
         hook_exe: PathBuf::from(env!("CARGO_BIN_EXE_git-gate")),
         child_env,
     };
@@ -373,7 +378,7 @@ async fn start_upstream(
                             &env,
                             creq,
                             Bytes::new(),
-                            Some(req.into_body()),
+                            cgi::Rest::Body(req.into_body()),
                             u64::MAX,
                         )
                         .await
@@ -562,6 +567,10 @@ impl GateBin {
 
     pub fn url(&self, name: &str) -> String {
         format!("http://{}/{name}.git", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The daemon's log so far, for failure messages.
