@@ -110,14 +110,23 @@ fn is_zero(oid: &str) -> bool {
     oid.bytes().all(|b| b == b'0')
 }
 
-/// Parses pre-receive stdin.
+/// Parses pre-receive stdin. receive-pack passes the client's ref names
+/// before checking their format, so a name must at least start with
+/// `refs/` (never `-`: the names become git arguments) and hold no control
+/// character.
 pub fn parse_updates(input: impl BufRead) -> Result<Vec<Update>, String> {
     let mut out = Vec::new();
     for line in input.lines() {
         let line = line.map_err(|e| format!("reading ref updates: {e}"))?;
         let mut it = line.split(' ');
         match (it.next(), it.next(), it.next(), it.next()) {
-            (Some(o), Some(n), Some(r), None) if valid_oid(o) && valid_oid(n) && !r.is_empty() => {
+            (Some(o), Some(n), Some(r), None)
+                if valid_oid(o)
+                    && valid_oid(n)
+                    && r.len() > 5
+                    && r.starts_with("refs/")
+                    && !r.contains(|c: char| c.is_control()) =>
+            {
                 out.push(Update {
                     old: o.to_owned(),
                     new: n.to_owned(),
@@ -308,7 +317,7 @@ fn short(oid: &str) -> &str {
 /// the upstream value the gate has seen, the only one it may lease.
 fn mirror_values(updates: &[Update]) -> Result<Vec<String>, String> {
     let out = Command::new("git")
-        .args(["for-each-ref", "--format=%(objectname) %(refname)"])
+        .args(["for-each-ref", "--format=%(objectname) %(refname)", "--"])
         .args(updates.iter().map(|u| u.refname.as_str()))
         .stdin(Stdio::null())
         .stderr(Stdio::null())

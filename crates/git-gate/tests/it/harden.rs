@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::harness::{GateBin, RemoteSpec, World, http_raw, world, world_with};
+use crate::harness::{GateBin, RemoteSpec, World, world, world_with};
 
 fn app() -> [RemoteSpec; 1] {
     [RemoteSpec {
@@ -118,50 +118,10 @@ fn delta_results_count_at_their_inflated_size() {
     assert_eq!(refs(&w), before);
 }
 
-/// A receive-pack request body for `new` over `old` on main, with the pack
-/// of what `repo` has beyond `old`.
-fn push_body(w: &World, repo: &std::path::Path, old: &str, new: &str) -> Vec<u8> {
-    let mut child = std::process::Command::new("git")
-        .current_dir(repo)
-        .env_clear()
-        .envs(w.env())
-        .args(["pack-objects", "--stdout", "--revs", "--quiet"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("pack-objects");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{new}\n^{old}\n").as_bytes())
-        .expect("feed");
-    let pack = child.wait_with_output().expect("pack-objects").stdout;
-    let mut body = git_gate::pktline::encode(
-        format!("{old} {new} refs/heads/main\0report-status side-band-64k agent=raw\n").as_bytes(),
-    );
-    body.extend_from_slice(b"0000");
-    body.extend_from_slice(&pack);
-    body
-}
-
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     e.write_all(data).expect("gzip");
     e.finish().expect("gzip")
-}
-
-fn post_receive_pack(w: &World, body: &[u8], gzip: bool) -> (u16, String) {
-    let head = format!(
-        "POST /app.git/git-receive-pack HTTP/1.1\r\nHost: g\r\nContent-Type: application/x-git-receive-pack-request\r\n{}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        if gzip {
-            "Content-Encoding: gzip\r\n"
-        } else {
-            ""
-        },
-        body.len()
-    );
-    http_raw(w.gate_addr, &head, body).expect("http")
 }
 
 #[test]
@@ -178,8 +138,8 @@ fn a_gzip_encoded_push_is_decoded_and_checked() {
     w.git_ok(&repo, &["commit", "--quiet", "-m", "bomb"]);
     let new = w.git_ok(&repo, &["rev-parse", "HEAD"]);
     // The pack inside a gzip body: still refused for what it inflates to.
-    let body = push_body(&w, &repo, &old, &new);
-    let (status, text) = post_receive_pack(&w, &gzip(&body), true);
+    let body = w.push_body(&repo, &old, &new);
+    let (status, text) = w.post_receive_pack(&gzip(&body), true);
     assert_eq!(status, 200, "{text}");
     assert!(
         text.contains("git-gate: push refused: object") && text.contains("inflates to 16.0 MiB"),
@@ -218,7 +178,7 @@ fn a_gzip_bomb_request_body_is_refused_by_its_decoded_size() {
     body.extend(z.finish().expect("zlib"));
     let wire = gzip(&body);
     assert!(wire.len() < 256 << 10, "{} bytes on the wire", wire.len());
-    let (status, text) = post_receive_pack(&w, &wire, true);
+    let (status, text) = w.post_receive_pack(&wire, true);
     assert_eq!(status, 200, "{text}");
     assert!(
         text.contains("push refused: it is larger than 2.0 MiB (--max-push-bytes)"),
@@ -278,7 +238,7 @@ fn a_stalled_push_is_cut_off_and_blocks_no_other_push() {
     let repo = w.clone("app", "work");
     let old = w.git_ok(&repo, &["rev-parse", "HEAD"]);
     let new = w.commit(&repo, &[("a.txt", "a\n")], "a");
-    let body = push_body(&w, &repo, &old, &new);
+    let body = w.push_body(&repo, &old, &new);
     // The command list and the pack header arrive, then nothing more.
     let mut stalled = TcpStream::connect(w.gate_addr).expect("connect");
     let head = format!(
@@ -355,20 +315,8 @@ fn connections_over_the_cap_get_a_503_and_slots_come_back() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("too many open connections (limit 2)"), "{err}");
     drop(held);
-    // Closed connections free their slots (bounded poll).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = w.git(w.dir.path(), &["ls-remote", &w.gate_url("app")]);
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "slots never came back: {}",
-            stderr(&out)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Closed connections free their slots.
+    w.wait_serves(&w.gate_url("app"), Duration::from_secs(20));
 }
 
 /// CPU time (user + system) of a process, from /proc.
@@ -423,17 +371,5 @@ fn accept_errors_back_off_instead_of_spinning() {
     );
     // Once descriptors free up, the gate serves again.
     drop(held);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = w.git(w.dir.path(), &["ls-remote", &gate.url("app")]);
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the gate did not recover: {}",
-            stderr(&out)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    w.wait_serves(&gate.url("app"), Duration::from_secs(30));
 }

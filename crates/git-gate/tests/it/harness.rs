@@ -103,6 +103,77 @@ impl World {
     }
 }
 
+impl World {
+    /// The pack `git pack-objects --revs` makes in `repo` of `new` minus
+    /// `old`: what a push of `new` over `old` sends.
+    pub fn pack(&self, repo: &Path, old: &str, new: &str) -> Vec<u8> {
+        let mut child = Command::new("git")
+            .current_dir(repo)
+            .env_clear()
+            .envs(self.env())
+            .args(["pack-objects", "--stdout", "--revs", "--quiet"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("pack-objects");
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(format!("{new}\n^{old}\n").as_bytes())
+                .expect("feed pack-objects");
+        }
+        let out = child.wait_with_output().expect("pack-objects");
+        assert!(out.status.success());
+        out.stdout
+    }
+
+    /// A raw receive-pack request body updating main from `old` to `new`
+    /// (whatever `old` really is on the gate), with the pack `repo` makes.
+    pub fn push_body(&self, repo: &Path, old: &str, new: &str) -> Vec<u8> {
+        let mut body = git_gate::pktline::encode(
+            format!("{old} {new} refs/heads/main\0report-status side-band-64k agent=raw\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(b"0000");
+        body.extend(self.pack(repo, old, new));
+        body
+    }
+
+    /// POSTs a raw receive-pack request to the gate's `app` remote.
+    pub fn post_receive_pack(&self, body: &[u8], gzip: bool) -> (u16, String) {
+        let head = format!(
+            "POST /app.git/git-receive-pack HTTP/1.1\r\nHost: g\r\nContent-Type: application/x-git-receive-pack-request\r\n{}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            if gzip {
+                "Content-Encoding: gzip\r\n"
+            } else {
+                ""
+            },
+            body.len()
+        );
+        http_raw(self.gate_addr, &head, body).expect("http")
+    }
+
+    /// Polls (bounded by `limit`) until `git ls-remote url` succeeds.
+    pub fn wait_serves(&self, url: &str, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let out = self.git(self.dir.path(), &["ls-remote", url]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{url} not served after {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for World {
     fn drop(&mut self) {
         self.gate_stop.cancel();

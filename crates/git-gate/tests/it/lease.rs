@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{RemoteSpec, World, http_raw, world, world_with};
+use crate::harness::{RemoteSpec, World, world, world_with};
 
 const PROTECTED: &str = "{ allow: [\"*\"], protected: [main] }";
 
@@ -73,15 +73,22 @@ fn assert_stale_refusal(w: &World, out: &std::process::Output, theirs: &str) {
     );
 }
 
-#[test]
-fn stale_mirror_push_never_overwrites_an_out_of_band_upstream_commit() {
-    let w = stale_world("");
+/// Clones, lets upstream move out of band, commits on the stale clone and
+/// pushes it plainly: through the gate's stale mirror it looks like a
+/// fast-forward. Returns the world and the out-of-band commit.
+fn push_over_an_unseen_commit(branches: &'static str) -> (World, std::path::PathBuf, String) {
+    let w = stale_world(branches);
     let repo = w.clone("app", "work");
     let theirs = out_of_band_commit(&w);
     w.commit(&repo, &[("mine.txt", "my work\n")], "my commit");
-    // A plain push: the gate's stale mirror makes it look like a fast-forward.
     let out = w.git(&repo, &["push", "origin", "main"]);
     assert_stale_refusal(&w, &out, &theirs);
+    (w, repo, theirs)
+}
+
+#[test]
+fn stale_mirror_push_never_overwrites_an_out_of_band_upstream_commit() {
+    push_over_an_unseen_commit("");
 }
 
 #[test]
@@ -98,22 +105,12 @@ fn stale_mirror_force_push_cannot_overwrite_an_unseen_upstream_commit() {
 
 #[test]
 fn stale_mirror_push_to_a_protected_branch_keeps_upstream_commits() {
-    let w = stale_world(PROTECTED);
-    let repo = w.clone("app", "work");
-    let theirs = out_of_band_commit(&w);
-    w.commit(&repo, &[("mine.txt", "my work\n")], "my commit");
-    let out = w.git(&repo, &["push", "origin", "main"]);
-    assert_stale_refusal(&w, &out, &theirs);
+    push_over_an_unseen_commit(PROTECTED);
 }
 
 #[test]
 fn after_a_stale_refusal_fetch_rebase_and_push_lands_both_commits() {
-    let w = stale_world(PROTECTED);
-    let repo = w.clone("app", "work");
-    let theirs = out_of_band_commit(&w);
-    w.commit(&repo, &[("mine.txt", "my work\n")], "my commit");
-    let out = w.git(&repo, &["push", "origin", "main"]);
-    assert_stale_refusal(&w, &out, &theirs);
+    let (w, repo, theirs) = push_over_an_unseen_commit(PROTECTED);
     // The refusal makes the gate's next ref advertisement refresh, even
     // inside the hour-long debounce, so the advice works.
     w.git_ok(&repo, &["pull", "--quiet", "--rebase", "origin", "main"]);
@@ -148,38 +145,8 @@ fn a_forged_old_value_cannot_force_a_protected_branch() {
     // B rewrites main: its parent is `base`, not `a`.
     w.git_ok(&repo, &["reset", "--quiet", "--hard", &base]);
     let b = w.commit(&repo, &[("b.txt", "b\n")], "b");
-    let pack = {
-        let mut child = std::process::Command::new("git")
-            .current_dir(&repo)
-            .env_clear()
-            .envs(w.env())
-            .args(["pack-objects", "--stdout", "--revs", "--quiet"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("pack-objects");
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().expect("stdin");
-            stdin
-                .write_all(format!("{b}\n^{a}\n").as_bytes())
-                .expect("feed pack-objects");
-        }
-        let out = child.wait_with_output().expect("pack-objects");
-        assert!(out.status.success());
-        out.stdout
-    };
-    let mut body = git_gate::pktline::encode(
-        format!("{base} {b} refs/heads/main\0report-status side-band-64k agent=forger\n")
-            .as_bytes(),
-    );
-    body.extend_from_slice(b"0000");
-    body.extend_from_slice(&pack);
-    let head = format!(
-        "POST /app.git/git-receive-pack HTTP/1.1\r\nHost: g\r\nContent-Type: application/x-git-receive-pack-request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let (_, text) = http_raw(w.gate_addr, &head, &body).expect("http");
+    // Claims `base` (an ancestor of `b`) as main's old value.
+    let (_, text) = w.post_receive_pack(&w.push_body(&repo, &base, &b), false);
     assert_eq!(
         w.rev(&w.upstream_repo("app"), "refs/heads/main").as_deref(),
         Some(a.as_str()),
