@@ -126,14 +126,16 @@ pub async fn run(
             },
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            let limit = gate.cfg.max_connections;
+            // Logged once per answered refusal (at most MAX_BUSY_REPLIES a
+            // second or so); a flood past that is closed silently.
             if let Ok(reply) = busy.clone().try_acquire_owned() {
-                let limit = gate.cfg.max_connections;
+                warn!(peer = %peer, limit, "connection refused: too many open connections");
                 tracker.spawn(async move {
                     refuse_busy(stream, limit).await;
                     drop(reply);
                 });
             }
-            warn!(peer = %peer, limit = gate.cfg.max_connections, "connection refused: too many open connections");
             continue;
         };
         let gate = gate.clone();
