@@ -58,6 +58,17 @@ pub struct CgiRequest<'a> {
     pub remote_addr: String,
 }
 
+/// What follows the in-memory prefix of a request body.
+#[derive(Debug)]
+pub enum Rest {
+    /// Nothing.
+    None,
+    /// The rest of the HTTP body, streamed as it arrives.
+    Body(Incoming),
+    /// A spooled file, from its current position.
+    File(tokio::fs::File),
+}
+
 /// A running CGI child whose response is being streamed.
 #[derive(Debug)]
 pub struct Running {
@@ -72,14 +83,14 @@ pub struct Running {
     pub stderr: tokio::task::JoinHandle<String>,
 }
 
-/// Spawns `git http-backend` for `req` and streams `prefix` then the rest
-/// of `body` into it (at most `limit` bytes in total).
+/// Spawns `git http-backend` for `req` and streams `prefix` then `rest`
+/// into it (at most `limit` bytes in total).
 pub async fn spawn(
     project_root: &Path,
     env: &[(String, String)],
     req: CgiRequest<'_>,
     prefix: Bytes,
-    body: Option<Incoming>,
+    rest: Rest,
     limit: u64,
 ) -> Result<Running, String> {
     let header = |name: &str| {
@@ -131,19 +142,27 @@ pub async fn spawn(
             .write_all(&prefix)
             .await
             .map_err(|e| format!("writing to http-backend: {e}"))?;
-        if let Some(mut body) = body {
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| format!("reading request body: {e}"))?;
-                if let Ok(data) = frame.into_data() {
-                    total += data.len() as u64;
-                    if total > limit {
-                        return Err(format!("request body exceeds the {limit}-byte limit"));
+        match rest {
+            Rest::None => {}
+            Rest::Body(mut body) => {
+                while let Some(frame) = body.frame().await {
+                    let frame = frame.map_err(|e| format!("reading request body: {e}"))?;
+                    if let Ok(data) = frame.into_data() {
+                        total += data.len() as u64;
+                        if total > limit {
+                            return Err(format!("request body exceeds the {limit}-byte limit"));
+                        }
+                        stdin
+                            .write_all(&data)
+                            .await
+                            .map_err(|e| format!("writing to http-backend: {e}"))?;
                     }
-                    stdin
-                        .write_all(&data)
-                        .await
-                        .map_err(|e| format!("writing to http-backend: {e}"))?;
                 }
+            }
+            Rest::File(file) => {
+                total += tokio::io::copy(&mut file.take(limit.saturating_sub(total)), &mut stdin)
+                    .await
+                    .map_err(|e| format!("feeding the spooled push to http-backend: {e}"))?;
             }
         }
         stdin.shutdown().await.ok();

@@ -7,9 +7,16 @@
 //!    the new tips and not from any existing ref (`git rev-list --objects
 //!    <new>… --not --all`, which sees the push's quarantined objects), i.e.
 //!    blobs of every new commit (also ones a later commit deletes again),
-//!    commit and tag messages;
-//! 3. if clean, the same ref updates pushed upstream (`--atomic`, each ref
-//!    leased at its old value) *before* git accepts them locally.
+//!    commit and tag messages, the entry names of every new tree (a file or
+//!    directory name, also where a rename made only the tree new), and the
+//!    pushed ref names;
+//! 3. if clean, the same ref updates pushed upstream (`--atomic`) *before*
+//!    git accepts them locally. Each ref is leased at the value the mirror
+//!    holds, i.e. the upstream value the gate has seen, and no refspec
+//!    carries `+` (which would override the lease): if upstream moved out
+//!    of band since the last refresh, its push fails as "stale" and the
+//!    agent is told to fetch and rebase. Only refs whose branch rules allow
+//!    force may move non-fast-forward, and only over what the gate has seen.
 //!
 //! Exit 0 accepts; anything else makes receive-pack discard the quarantine,
 //! so a refused push lands neither upstream nor in the mirror. Messages go
@@ -64,7 +71,8 @@ pub struct HookReport {
     pub bytes_scanned: u64,
     /// Findings count.
     pub findings: usize,
-    /// `ok`, `refused`, `unreachable` or `not-attempted`.
+    /// `ok`, `refused`, `stale` (upstream moved since the last refresh),
+    /// `unreachable` or `not-attempted`.
     pub upstream: String,
     /// Short reason for a rejection.
     pub reason: String,
@@ -102,14 +110,23 @@ fn is_zero(oid: &str) -> bool {
     oid.bytes().all(|b| b == b'0')
 }
 
-/// Parses pre-receive stdin.
+/// Parses pre-receive stdin. receive-pack passes the client's ref names
+/// before checking their format, so a name must at least start with
+/// `refs/` (never `-`: the names become git arguments) and hold no control
+/// character.
 pub fn parse_updates(input: impl BufRead) -> Result<Vec<Update>, String> {
     let mut out = Vec::new();
     for line in input.lines() {
         let line = line.map_err(|e| format!("reading ref updates: {e}"))?;
         let mut it = line.split(' ');
         match (it.next(), it.next(), it.next(), it.next()) {
-            (Some(o), Some(n), Some(r), None) if valid_oid(o) && valid_oid(n) && !r.is_empty() => {
+            (Some(o), Some(n), Some(r), None)
+                if valid_oid(o)
+                    && valid_oid(n)
+                    && r.len() > 5
+                    && r.starts_with("refs/")
+                    && !r.contains(|c: char| c.is_control()) =>
+            {
                 out.push(Update {
                     old: o.to_owned(),
                     new: n.to_owned(),
@@ -203,23 +220,33 @@ fn decide(
         .ok_or_else(|| internal(format!("remote {name:?} is not in {remotes_path}")))?
         .clone();
     let updates = parse_updates(stdin).map_err(internal)?;
+    let rules = match lookup(env::RULES).filter(|s| !s.is_empty()) {
+        Some(p) => RuleSet::load(&PathBuf::from(p)).map_err(|e| internal(e.to_string()))?,
+        None => RuleSet::default_rules(),
+    };
+    // For the daemon's log: a ref name can be the secret.
     report.refs = updates
         .iter()
-        .map(|u| format!("{} {}..{}", u.refname, short(&u.old), short(&u.new)))
+        .map(|u| {
+            format!(
+                "{} {}..{}",
+                shown(&rules, &u.refname),
+                short(&u.old),
+                short(&u.new)
+            )
+        })
         .collect();
     if updates.is_empty() {
         return Ok(());
     }
 
+    check_seen(&updates, &mirror_values(&updates).map_err(internal)?)?;
     check_branch_rules(&remote, &updates)?;
 
-    let rules = match lookup(env::RULES).filter(|s| !s.is_empty()) {
-        Some(p) => RuleSet::load(&PathBuf::from(p)).map_err(|e| internal(e.to_string()))?,
-        None => RuleSet::default_rules(),
-    };
-    let findings = scan_push(&rules, &updates, report).map_err(internal)?;
+    let mut hits = scan_ref_names(&rules, &updates, report);
+    hits.extend(scan_push(&rules, &updates, report).map_err(internal)?);
     // `report.findings` counts them all; only the first few are kept.
-    if !findings.is_empty() {
+    if !hits.is_empty() {
         let mut lines = vec![format!(
             "push rejected: {} secret(s) found in the pushed commits:",
             report.findings
@@ -231,23 +258,33 @@ fn decide(
             .collect();
         let mut introduced: std::collections::HashMap<String, String> =
             std::collections::HashMap::new();
-        for (f, oid) in findings.iter().take(MAX_LISTED) {
-            let commit = introduced
-                .entry(oid.clone())
-                .or_insert_with(|| introducing_commit(oid, &tips))
-                .clone();
+        for h in hits.iter().take(MAX_LISTED) {
+            let commit = match h.place {
+                Place::Ref(_) => String::new(),
+                _ => introduced
+                    .entry(h.object.clone())
+                    .or_insert_with(|| introducing_commit(&h.object, &tips))
+                    .clone(),
+            };
             let commit = if commit.is_empty() {
                 String::new()
             } else {
                 format!(" (commit {commit})")
             };
+            let f = &h.finding;
+            let place = match &h.place {
+                Place::Content => format!(
+                    "{}:{}:{}",
+                    shown(&rules, f.path.as_deref().unwrap_or("?")),
+                    f.line,
+                    f.column
+                ),
+                Place::Name(path) => format!("name of {}", shown(&rules, path)),
+                Place::Ref(name) => format!("ref name {}", shown(&rules, name)),
+            };
             lines.push(format!(
-                "  {}:{}:{}{commit}  rule {} ({})",
-                f.path.as_deref().unwrap_or("?"),
-                f.line,
-                f.column,
-                f.rule_id,
-                f.description
+                "  {place}{commit}  rule {} ({})",
+                f.rule_id, f.description
             ));
             lines.push(format!("      {}", f.excerpt));
         }
@@ -257,7 +294,8 @@ fn decide(
         lines.push("Nothing was pushed upstream and nothing was stored on the gate.".into());
         lines.push("To fix: remove the secret from every commit of the push (git rebase -i, or git commit --amend for the last one),".into());
         lines.push("load it at run time instead (environment variable, secret store), then push again. A later commit that deletes".into());
-        lines.push("the secret is not enough: history keeps it. If it was a real credential, tell the operator so it can be rotated.".into());
+        lines.push("the secret is not enough: history keeps it. A secret in a file or branch name counts too: rename it.".into());
+        lines.push("If it was a real credential, tell the operator so it can be rotated.".into());
         return Err(Refusal {
             reason: "secrets found",
             lines,
@@ -273,6 +311,67 @@ fn decide(
 
 fn short(oid: &str) -> &str {
     &oid[..oid.len().min(12)]
+}
+
+/// The mirror's current value of each updated ref (all zeros when absent):
+/// the upstream value the gate has seen, the only one it may lease.
+fn mirror_values(updates: &[Update]) -> Result<Vec<String>, String> {
+    let out = Command::new("git")
+        .args(["for-each-ref", "--format=%(objectname) %(refname)", "--"])
+        .args(updates.iter().map(|u| u.refname.as_str()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run git for-each-ref: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("git for-each-ref failed ({})", out.status));
+    }
+    // Patterns match by prefix, so keep exact names only.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let found: std::collections::HashMap<&str, &str> = text
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(oid, name)| (name, oid)))
+        .collect();
+    Ok(updates
+        .iter()
+        .map(|u| match found.get(u.refname.as_str()) {
+            Some(oid) => (*oid).to_owned(),
+            None => "0".repeat(u.old.len()),
+        })
+        .collect())
+}
+
+/// receive-pack hands the hook the old values the *client* sent; git checks
+/// them only after the hook, so the hook checks them against the mirror
+/// before trusting them for a lease or a fast-forward test.
+fn check_seen(updates: &[Update], seen: &[String]) -> Result<(), Refusal> {
+    let lines: Vec<String> = updates
+        .iter()
+        .zip(seen)
+        .filter(|(u, s)| u.old != **s)
+        .map(|(u, s)| {
+            format!(
+                "your push expects {} at {}, but the gate has it at {}",
+                u.refname,
+                if is_zero(&u.old) {
+                    "nothing"
+                } else {
+                    short(&u.old)
+                },
+                if is_zero(s) { "nothing" } else { short(s) },
+            )
+        })
+        .collect();
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut all = vec!["push rejected: it was based on an out-of-date view of the remote:".into()];
+    all.extend(lines.into_iter().map(|l| format!("  {l}")));
+    all.push("Nothing was pushed upstream. Fetch, rebase onto the remote branch (git pull --rebase), and push again.".into());
+    Err(Refusal {
+        reason: "stale view",
+        lines: all,
+    })
 }
 
 fn check_branch_rules(remote: &Remote, updates: &[Update]) -> Result<(), Refusal> {
@@ -356,12 +455,110 @@ fn introducing_commit(object: &str, tips: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// Where a secret was found, for the message to the agent.
+enum Place {
+    /// Inside an object (blob contents, a commit or tag message); the
+    /// finding's `path` says which.
+    Content,
+    /// In the name of a tree entry; the entry's full path.
+    Name(String),
+    /// In a pushed ref name.
+    Ref(String),
+}
+
+/// One finding with the object it was found in.
+struct Hit {
+    finding: Finding,
+    object: String,
+    place: Place,
+}
+
+/// `text` as it may be shown to the agent: every secret the rules find in
+/// it masked (a path can itself be the secret) and control characters
+/// replaced, so a name cannot carry terminal escapes.
+fn shown(rules: &RuleSet, text: &str) -> String {
+    match rules.scan(text.as_bytes(), None).into_iter().next() {
+        Some(f) => f.excerpt,
+        None => text
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
+    }
+}
+
+/// Pushed ref names go upstream too: `refs/heads/<secret>` is a leak.
+fn scan_ref_names(rules: &RuleSet, updates: &[Update], report: &mut HookReport) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    for u in updates {
+        for f in rules.scan(u.refname.as_bytes(), None) {
+            report.findings += 1;
+            if hits.len() < MAX_LISTED {
+                hits.push(Hit {
+                    finding: f,
+                    object: u.new.clone(),
+                    place: Place::Ref(u.refname.clone()),
+                });
+            }
+        }
+    }
+    hits
+}
+
+/// Scans the entry names of one new tree (at `dir`, "" for a root): each
+/// distinct name once as text (a secret used as a name), and each distinct
+/// full path once against path rules.
+struct NameScan<'a> {
+    rules: &'a RuleSet,
+    names: std::collections::HashSet<Vec<u8>>,
+    paths: std::collections::HashSet<String>,
+}
+
+impl NameScan<'_> {
+    fn tree(
+        &mut self,
+        body: impl BufRead,
+        oid: &str,
+        dir: &str,
+        hits: &mut Vec<Hit>,
+        report: &mut HookReport,
+    ) -> std::io::Result<()> {
+        let mut push = |f: Finding, full: &str, hits: &mut Vec<Hit>| {
+            report.findings += 1;
+            if hits.len() < MAX_LISTED {
+                hits.push(Hit {
+                    finding: f,
+                    object: oid.to_owned(),
+                    place: Place::Name(full.to_owned()),
+                });
+            }
+        };
+        crate::tree::for_each_entry(body, oid.len() / 2, |_mode, name| {
+            let text = String::from_utf8_lossy(name);
+            let full = if dir.is_empty() {
+                text.clone().into_owned()
+            } else {
+                format!("{dir}/{text}")
+            };
+            if self.names.insert(name.to_vec()) {
+                for f in self.rules.scan(name, None) {
+                    push(f, &full, hits);
+                }
+            }
+            if self.paths.insert(full.clone()) {
+                for f in self.rules.scan(b"", Some(&full)) {
+                    push(f, &full, hits);
+                }
+            }
+        })
+    }
+}
+
 /// Scans every object the push adds; streams objects one at a time.
 fn scan_push(
     rules: &RuleSet,
     updates: &[Update],
     report: &mut HookReport,
-) -> Result<Vec<(Finding, String)>, String> {
+) -> Result<Vec<Hit>, String> {
     let tips: Vec<&str> = updates
         .iter()
         .filter(|u| !is_zero(&u.new))
@@ -414,6 +611,11 @@ fn scan_push(
         catfile.stdout.take().ok_or("cat-file has no stdout")?,
     );
     let mut findings = Vec::new();
+    let mut names = NameScan {
+        rules,
+        names: Default::default(),
+        paths: Default::default(),
+    };
     let mut pending: VecDeque<Option<String>> = VecDeque::new();
     loop {
         let mut header = String::new();
@@ -446,6 +648,17 @@ fn scan_push(
             }
         };
         let mut body = (&mut out).take(size);
+        if kind == "tree" {
+            names
+                .tree(
+                    &mut body,
+                    &oid,
+                    path.as_deref().unwrap_or(""),
+                    &mut findings,
+                    report,
+                )
+                .map_err(|e| format!("reading tree {oid}: {e}"))?;
+        }
         let label = match (kind.as_str(), path) {
             ("blob", Some(p)) => Some(p),
             ("blob", None) => Some(format!("(blob {})", short(&oid))),
@@ -465,7 +678,11 @@ fn scan_push(
                 .scan_reader_capped(&mut body, Some(&label), room)
                 .map_err(|e| format!("reading object {oid}: {e}"))?;
             report.findings += total;
-            findings.extend(fs.into_iter().map(|f| (f, oid.clone())));
+            findings.extend(fs.into_iter().map(|f| Hit {
+                finding: f,
+                object: oid.clone(),
+                place: Place::Content,
+            }));
         }
         std::io::copy(&mut body, &mut std::io::sink())
             .map_err(|e| format!("reading object {oid}: {e}"))?;
@@ -494,7 +711,10 @@ fn scan_push(
     Ok(findings)
 }
 
-/// Pushes the updates upstream, atomically, each ref leased at its old value.
+/// Pushes the updates upstream, atomically, each ref leased at its old
+/// value, which [`check_seen`] made the mirror's. No refspec has `+`: git
+/// lets a `+` override a failed lease, which would overwrite upstream
+/// commits the gate has never seen.
 fn push_upstream(
     upstream: &Upstream,
     updates: &[Update],
@@ -517,7 +737,7 @@ fn push_upstream(
     }
     args.push(upstream.url.clone());
     for u in updates {
-        args.push(format!("+{}:{}", u.new, u.refname));
+        args.push(format!("{}:{}", u.new, u.refname));
     }
     let child = Command::new("git")
         .args(&args)
@@ -574,6 +794,25 @@ fn push_upstream(
     if status.is_some_and(|s| s.success()) {
         report.upstream = "ok".into();
         return Ok(());
+    }
+    let stale: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with('!') && l.contains("(stale info)"))
+        .filter_map(|l| l.split('\t').nth(1)?.rsplit_once(':').map(|(_, dst)| dst))
+        .collect();
+    if !stale.is_empty() {
+        report.upstream = "stale".into();
+        return Err(Refusal {
+            reason: "upstream moved",
+            lines: vec![
+                format!(
+                    "push rejected: the upstream's {} moved since the gate last fetched it (someone else pushed).",
+                    stale.join(", ")
+                ),
+                "Nothing was pushed upstream or stored on the gate, and nothing upstream was overwritten.".into(),
+                "To fix: fetch, rebase onto the new upstream commits (git pull --rebase), and push again.".into(),
+            ],
+        });
     }
     let mut lines = vec![format!(
         "push rejected: the upstream ({}) refused or could not take the push:",

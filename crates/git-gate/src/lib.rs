@@ -17,11 +17,14 @@
 pub mod cgi;
 pub mod config;
 pub mod hook;
+pub mod intake;
 pub mod mirror;
+pub mod pack;
 pub mod pktline;
 pub mod scan;
 pub mod server;
 pub mod sideband;
+pub mod tree;
 pub mod upstream;
 
 pub use config::Config;

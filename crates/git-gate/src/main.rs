@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use git_gate::config::{self, Config, PASSTHROUGH_ENV};
+use git_gate::config::{self, Config};
 use manifest::remotes::RemotesFile;
 use secret_scan::RuleSet;
 use tokio_util::sync::CancellationToken;
@@ -56,9 +56,24 @@ struct Cli {
     /// Cap on an upload-pack request and on a push's command list (400 above).
     #[arg(long, env = "GIT_GATE_MAX_REQUEST_BYTES", default_value_t = config::DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: u64,
-    /// Cap on a whole push request, pack included.
+    /// Cap on a whole push request, pack included (on the wire and gzip-decoded).
     #[arg(long, env = "GIT_GATE_MAX_PUSH_BYTES", default_value_t = config::DEFAULT_MAX_PUSH_BYTES)]
     max_push_bytes: u64,
+    /// Cap on one pushed object once inflated (a delta counts at its result's size).
+    #[arg(long, env = "GIT_GATE_MAX_OBJECT_BYTES", default_value_t = config::DEFAULT_MAX_OBJECT_BYTES)]
+    max_object_bytes: u64,
+    /// Cap on all objects of one push once inflated.
+    #[arg(long, env = "GIT_GATE_MAX_PUSH_INFLATED_BYTES", default_value_t = config::DEFAULT_MAX_INFLATED_BYTES)]
+    max_push_inflated_bytes: u64,
+    /// Seconds a client has to send a request's headers (also an idle keep-alive connection).
+    #[arg(long, env = "GIT_GATE_HEADER_TIMEOUT_SECS", default_value_t = config::DEFAULT_HEADER_TIMEOUT.as_secs())]
+    header_timeout_secs: u64,
+    /// Longest pause, in seconds, inside a request body before it is cut off.
+    #[arg(long, env = "GIT_GATE_IDLE_TIMEOUT_SECS", default_value_t = config::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    idle_timeout_secs: u64,
+    /// Open client connections; one more is answered 503 and closed.
+    #[arg(long, env = "GIT_GATE_MAX_CONNECTIONS", default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
     /// Log format: text or json.
     #[arg(long, env = "GIT_GATE_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -155,20 +170,24 @@ fn daemon(cli: Cli) -> anyhow::Result<()> {
     if let Some(ca) = &cli.upstream_ca {
         std::fs::metadata(ca).with_context(|| format!("--upstream-ca {}", ca.display()))?;
     }
+    for (flag, value) in [
+        ("--max-object-bytes", cli.max_object_bytes),
+        ("--max-push-inflated-bytes", cli.max_push_inflated_bytes),
+        ("--header-timeout-secs", cli.header_timeout_secs),
+        ("--idle-timeout-secs", cli.idle_timeout_secs),
+        ("--max-connections", cli.max_connections as u64),
+    ] {
+        if value == 0 {
+            bail!("{flag} 0 is not valid; expected a positive number");
+        }
+    }
     let remotes_path = remotes_path
         .canonicalize()
         .with_context(|| format!("resolving {}", remotes_path.display()))?;
-    let mut child_env: Vec<(String, String)> = PASSTHROUGH_ENV
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
-        .collect();
-    for r in remotes.remotes() {
-        if let Some(a) = &r.auth
-            && let Ok(v) = std::env::var(&a.token_env)
-        {
-            child_env.push((a.token_env.clone(), v));
-        }
-    }
+    // Non-UTF-8 variables are never among the ones git children get.
+    let vars = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let child_env = config::child_env(vars, &remotes);
     let cfg = Config {
         remotes,
         remotes_path,
@@ -178,6 +197,11 @@ fn daemon(cli: Cli) -> anyhow::Result<()> {
         refresh_interval: Duration::from_secs(cli.refresh_secs),
         max_request_bytes: cli.max_request_bytes,
         max_push_bytes: cli.max_push_bytes,
+        max_object_bytes: cli.max_object_bytes,
+        max_inflated_bytes: cli.max_push_inflated_bytes,
+        header_timeout: Duration::from_secs(cli.header_timeout_secs),
+        idle_timeout: Duration::from_secs(cli.idle_timeout_secs),
+        max_connections: cli.max_connections,
         hook_exe: std::env::current_exe()
             .context("locating the git-gate executable for the hook")?,
         child_env,

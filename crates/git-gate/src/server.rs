@@ -52,9 +52,9 @@ pub enum GateError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The listener failed.
-    #[error("accepting connections: {0}")]
-    Accept(std::io::Error),
+    /// The upstream trust bundle could not be written.
+    #[error("{0}")]
+    Trust(String),
 }
 
 struct RemoteState {
@@ -73,40 +73,84 @@ struct Gate {
     remotes: BTreeMap<String, Arc<RemoteState>>,
     names: String,
     reports: PathBuf,
+    /// Pushes are spooled here while they are checked.
+    spool: PathBuf,
     seq: AtomicU64,
 }
+
+/// First and longest pause after a failed accept (doubling in between).
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+/// Connections over the cap that are still answered 503; past this many at
+/// once, more are closed without a word.
+const MAX_BUSY_REPLIES: usize = 16;
 
 /// Prepares every mirror, then serves git smart HTTP on `listener` until
 /// `shutdown` is cancelled; in-flight requests are then awaited (the caller
 /// bounds that with its grace timeout).
+///
+/// Walls against a client that hogs the daemon: at most
+/// [`Config::max_connections`] connections (one more is answered 503),
+/// [`Config::header_timeout`] to send headers, [`Config::idle_timeout`]
+/// per pause in a body, and a failing `accept` (out of file descriptors)
+/// backs off instead of spinning.
 pub async fn run(
     listener: TcpListener,
     cfg: Config,
     shutdown: CancellationToken,
 ) -> Result<(), GateError> {
     let gate = Arc::new(prepare(cfg).await?);
+    let header_timeout = gate.cfg.header_timeout;
     let tracker = TaskTracker::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(gate.cfg.max_connections));
+    let busy = Arc::new(tokio::sync::Semaphore::new(MAX_BUSY_REPLIES));
+    let mut backoff = Duration::ZERO;
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) if is_transient(&e) => {
-                    warn!(error = %e, "accept failed; continuing");
-                    continue;
+                Ok(x) => {
+                    backoff = Duration::ZERO;
+                    x
                 }
-                Err(e) => return Err(GateError::Accept(e)),
+                Err(e) if is_per_connection(&e) => continue,
+                Err(e) => {
+                    // EMFILE and friends leave the listener readable, so an
+                    // immediate retry fails again at once: wait instead.
+                    backoff = (backoff * 2).clamp(ACCEPT_BACKOFF.0, ACCEPT_BACKOFF.1);
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => continue,
+                    }
+                }
             },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            let limit = gate.cfg.max_connections;
+            // Logged once per answered refusal (at most MAX_BUSY_REPLIES a
+            // second or so); a flood past that is closed silently.
+            if let Ok(reply) = busy.clone().try_acquire_owned() {
+                warn!(peer = %peer, limit, "connection refused: too many open connections");
+                tracker.spawn(async move {
+                    refuse_busy(stream, limit).await;
+                    drop(reply);
+                });
+            }
+            continue;
         };
         let gate = gate.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(
             async move {
+                let _slot = slot;
                 let svc = service_fn(move |req| {
                     let gate = gate.clone();
                     async move { Ok::<_, std::convert::Infallible>(handle(gate, req, peer).await) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .serve_connection(TokioIo::new(stream), svc);
                 let mut conn = std::pin::pin!(conn);
                 tokio::select! {
                     r = conn.as_mut() => if let Err(e) = r { debug!(error = %e, "connection ended with an error") },
@@ -124,13 +168,42 @@ pub async fn run(
     Ok(())
 }
 
-fn is_transient(e: &std::io::Error) -> bool {
+/// Errors about one connection that is already gone; the next accept is
+/// unaffected.
+fn is_per_connection(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(
         e.kind(),
         ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
-    ) || e.raw_os_error() == Some(24)
-        || e.raw_os_error() == Some(23)
+    )
+}
+
+/// Answers a connection over the cap with a 503 the client can show, then
+/// closes it (all within a second).
+async fn refuse_busy(mut stream: tokio::net::TcpStream, limit: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let msg = format!(
+        "git-gate: too many open connections (limit {limit}); close some or retry in a moment\n"
+    );
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{msg}",
+        msg.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(reply.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Read what the client sent, so closing does not reset the reply.
+        let mut sink = [0u8; 4096];
+        let mut left = 64usize << 10;
+        while left > 0 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 async fn prepare(cfg: Config) -> Result<Gate, GateError> {
@@ -146,13 +219,30 @@ async fn prepare(cfg: Config) -> Result<Gate, GateError> {
             source,
         })?;
     let reports = data_dir.join(".reports");
-    // Reports left by a previous run (killed mid-push) are stale.
-    let _ = std::fs::remove_dir_all(&reports);
-    std::fs::create_dir_all(&reports).map_err(|source| GateError::DataDir {
-        path: reports.clone(),
-        source,
-    })?;
-    let cfg = Config { data_dir, ..cfg };
+    let spool = data_dir.join(".spool");
+    // Reports and spools left by a previous run (killed mid-push) are stale.
+    for dir in [&reports, &spool] {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).map_err(|source| GateError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let child_env = crate::config::child_env(cfg.child_env.clone(), &cfg.remotes);
+    let upstream_ca = match &cfg.upstream_ca {
+        Some(extra) => {
+            let bundle = data_dir.join(".upstream-ca.pem");
+            crate::upstream::write_trust_bundle(extra, &bundle).map_err(GateError::Trust)?;
+            Some(bundle)
+        }
+        None => None,
+    };
+    let cfg = Config {
+        data_dir,
+        child_env,
+        upstream_ca,
+        ..cfg
+    };
     let upstreams = cfg.upstreams().map_err(GateError::Credentials)?;
     let mut remotes = BTreeMap::new();
     for (remote, upstream) in cfg.remotes.remotes().iter().zip(upstreams) {
@@ -186,6 +276,7 @@ async fn prepare(cfg: Config) -> Result<Gate, GateError> {
         remotes,
         names,
         reports,
+        spool,
         seq: AtomicU64::new(0),
     })
 }
@@ -251,7 +342,9 @@ async fn handle(gate: Arc<Gate>, req: Request<Incoming>, peer: SocketAddr) -> Re
             v.as_bytes().eq_ignore_ascii_case(b"gzip")
                 || v.as_bytes().eq_ignore_ascii_case(b"x-gzip")
         });
-    let headers = req.headers().clone();
+    // The gate hands git decoded bodies, so git must not decode again.
+    let mut headers = req.headers().clone();
+    headers.remove(http::header::CONTENT_ENCODING);
     let method = req.method().as_str().to_owned();
     let body = req.into_body();
     let path_info = format!("/{name}.git/{rest}");
@@ -279,32 +372,23 @@ async fn handle(gate: Arc<Gate>, req: Request<Incoming>, peer: SocketAddr) -> Re
                 env,
                 req,
                 Bytes::new(),
-                None,
+                cgi::Rest::None,
                 gate.cfg.max_request_bytes,
                 None,
             )
             .await
         }
         Endpoint::UploadPack => {
-            // Whole negotiation request, checked before git sees it.
-            let prefix = match read_prefix(
+            // Whole negotiation request, decoded and checked before git sees it.
+            let prefix = match read_whole(
                 body,
+                gzip,
                 gate.cfg.max_request_bytes,
-                |buf| {
-                    if gzip {
-                        Ok(None)
-                    } else {
-                        pktline::check_all(buf).map(|()| None)
-                    }
-                },
-                true,
+                gate.cfg.idle_timeout,
             )
             .await
             {
-                Ok((p, rest)) => {
-                    debug_assert!(rest.is_none());
-                    p
-                }
+                Ok(p) => p,
                 Err(resp) => return *resp,
             };
             let stale = state
@@ -318,7 +402,7 @@ async fn handle(gate: Arc<Gate>, req: Request<Incoming>, peer: SocketAddr) -> Re
                 env,
                 req,
                 prefix,
-                None,
+                cgi::Rest::None,
                 gate.cfg.max_request_bytes,
                 None,
             )
@@ -361,40 +445,44 @@ async fn handle(gate: Arc<Gate>, req: Request<Incoming>, peer: SocketAddr) -> Re
                     ),
                 );
             }
-            let (prefix, rest) = match read_prefix(
-                body,
-                gate.cfg.max_request_bytes,
-                |buf| {
-                    if gzip {
-                        Ok(Some(buf.len()))
-                    } else {
-                        pktline::command_section_end(buf)
-                    }
-                },
-                false,
-            )
-            .await
-            {
-                Ok(x) => x,
-                Err(resp) => return *resp,
-            };
-            let guard = state.write.clone().lock_owned().await;
             let n = gate.seq.fetch_add(1, Ordering::Relaxed);
+            let limits = crate::intake::Limits {
+                max_request_bytes: gate.cfg.max_request_bytes,
+                max_push_bytes: gate.cfg.max_push_bytes,
+                pack: crate::pack::Limits {
+                    max_object_bytes: gate.cfg.max_object_bytes,
+                    max_total_bytes: gate.cfg.max_inflated_bytes,
+                },
+                idle: gate.cfg.idle_timeout,
+            };
+            let spool = gate.spool.join(format!("{}-{n}.pack", std::process::id()));
+            let mut spooled = match crate::intake::receive(body, gzip, limits, spool).await {
+                Ok(s) => s,
+                Err(rejection) => return refuse_push(name, rejection, started),
+            };
+            // Only now, with the whole push checked, take the remote.
+            let guard = state.write.clone().lock_owned().await;
             let report = gate
                 .reports
                 .join(format!("{}-{n}.json", std::process::id()));
             let env = base_env(&gate, &state, Some(&report));
+            let rest = match spooled.pack.take_file() {
+                Some(f) => cgi::Rest::File(tokio::fs::File::from_std(f)),
+                None => cgi::Rest::None,
+            };
             let finish = Finish {
-                remote: name.to_owned(),
+                state: state.clone(),
                 report,
                 started,
+                inflated_bytes: spooled.inflated_bytes,
+                _spool: spooled.pack,
                 _guard: guard,
             };
             serve(
                 &gate,
                 env,
                 req,
-                prefix,
+                spooled.commands,
                 rest,
                 gate.cfg.max_push_bytes,
                 Some(finish),
@@ -404,47 +492,113 @@ async fn handle(gate: Arc<Gate>, req: Request<Incoming>, peer: SocketAddr) -> Re
     }
 }
 
-/// Reads the start of a body into memory until `check` says it has seen
-/// enough (`Ok(Some(_))`), the body ends, or `limit` is hit (400). With
-/// `whole`, the body must end within the limit and `check` runs on it all.
-async fn read_prefix(
+/// The answer to a push the intake did not take, and its log line.
+fn refuse_push(
+    remote: &str,
+    rejection: crate::intake::Rejection,
+    started: Instant,
+) -> Response<Body> {
+    use crate::intake::Rejection;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    match rejection {
+        Rejection::BadRequest(msg) => {
+            warn!(remote, decision = "reject", reason = %msg, duration_ms, "push decision");
+            text(StatusCode::BAD_REQUEST, format!("git-gate: {msg}"))
+        }
+        Rejection::Stalled(idle) => {
+            warn!(
+                remote,
+                decision = "reject",
+                reason = "request body stalled",
+                idle_secs = idle.as_secs(),
+                duration_ms,
+                "push decision"
+            );
+            text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "git-gate: the push stopped arriving for {} s; nothing was pushed",
+                    idle.as_secs()
+                ),
+            )
+        }
+        Rejection::Refused { commands, message } => {
+            info!(remote, decision = "reject", reason = %message, upstream = "not-attempted", duration_ms, "push decision");
+            crate::sideband::refused_push(
+                &commands,
+                &format!(
+                    "{message}\nNothing was pushed upstream and nothing was stored on the gate."
+                ),
+            )
+        }
+    }
+}
+
+/// Reads a whole (upload-pack) request body into memory, gzip-decoded when
+/// `gzip`, within `limit` bytes (decoded) and `idle` per pause, and checks
+/// that it is whole pkt-lines.
+async fn read_whole(
     mut body: Incoming,
+    gzip: bool,
     limit: u64,
-    check: impl Fn(&[u8]) -> Result<Option<usize>, pktline::PktError>,
-    whole: bool,
-) -> Result<(Bytes, Option<Incoming>), Box<Response<Body>>> {
-    let bad = |msg: String| Box::new(text(StatusCode::BAD_REQUEST, format!("git-gate: {msg}")));
+    idle: Duration,
+) -> Result<Bytes, Box<Response<Body>>> {
+    let bad = |status: StatusCode, msg: String| Box::new(text(status, format!("git-gate: {msg}")));
+    let too_large = || {
+        bad(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "request too large: more than {limit} bytes; split the request or raise --max-request-bytes"
+            ),
+        )
+    };
     let mut buf = BytesMut::new();
     loop {
-        match body.frame().await {
-            None => break,
-            Some(Err(e)) => return Err(bad(format!("reading the request body failed: {e}"))),
-            Some(Ok(frame)) => {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(bad(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the request stopped arriving for {} s", idle.as_secs()),
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(bad(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the request body failed: {e}"),
+                ));
+            }
+            Ok(Some(Ok(frame))) => {
                 if let Ok(d) = frame.into_data() {
                     buf.extend_from_slice(&d);
                 }
             }
         }
         if buf.len() as u64 > limit {
-            return Err(bad(format!(
-                "request too large: more than {limit} bytes before the pack data; split the push or raise --max-request-bytes"
-            )));
-        }
-        if !whole {
-            match check(&buf) {
-                Ok(Some(_)) => return Ok((buf.freeze(), Some(body))),
-                Ok(None) => {}
-                Err(e) => return Err(bad(e.to_string())),
-            }
+            return Err(too_large());
         }
     }
-    match check(&buf) {
-        Ok(Some(_)) => Ok((buf.freeze(), None)),
-        Ok(None) if whole => Ok((buf.freeze(), None)),
-        Ok(None) if buf.is_empty() => Err(bad("empty push request".into())),
-        Ok(None) => Err(bad(pktline::PktError::Truncated { offset: 0 }.to_string())),
-        Err(e) => Err(bad(e.to_string())),
-    }
+    let buf = if gzip {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&buf[..])
+            .take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| {
+                bad(
+                    StatusCode::BAD_REQUEST,
+                    format!("the gzip request body is invalid: {e}"),
+                )
+            })?;
+        if out.len() as u64 > limit {
+            return Err(too_large());
+        }
+        Bytes::from(out)
+    } else {
+        buf.freeze()
+    };
+    pktline::check_all(&buf).map_err(|e| bad(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok(buf)
 }
 
 /// Environment of the CGI child (and through it the pre-receive hook).
@@ -467,11 +621,14 @@ fn base_env(gate: &Gate, state: &RemoteState, report: Option<&PathBuf>) -> Vec<(
     env
 }
 
-/// After a push: log the hook's decision and release the remote.
+/// After a push: log the hook's decision, remove the spool, release the
+/// remote.
 struct Finish {
-    remote: String,
+    state: Arc<RemoteState>,
     report: PathBuf,
     started: Instant,
+    inflated_bytes: u64,
+    _spool: crate::intake::Spool,
     _guard: tokio::sync::OwnedMutexGuard<()>,
 }
 
@@ -480,7 +637,7 @@ async fn serve(
     env: Vec<(String, String)>,
     req: CgiRequest<'_>,
     prefix: Bytes,
-    rest: Option<Incoming>,
+    rest: cgi::Rest,
     limit: u64,
     finish: Option<Finish>,
 ) -> Response<Body> {
@@ -522,13 +679,21 @@ fn log_push(f: &Finish, git_ok: bool, body_error: Option<String>) {
     {
         Some(r) => {
             let _ = std::fs::remove_file(&f.report);
+            if r.upstream == "stale" {
+                // Upstream moved under the mirror: the agent was told to
+                // fetch, so its next fetch must not be debounced.
+                if let Ok(mut l) = f.state.last_refresh.lock() {
+                    *l = None;
+                }
+            }
             info!(
-                remote = %f.remote,
+                remote = %f.state.remote.name,
                 decision = %r.decision,
                 refs = %r.refs.join(" "),
                 commits_scanned = r.commits_scanned,
                 blobs_scanned = r.blobs_scanned,
                 bytes_scanned = r.bytes_scanned,
+                inflated_bytes = f.inflated_bytes,
                 findings = r.findings,
                 upstream = %r.upstream,
                 reason = %r.reason,
@@ -538,7 +703,7 @@ fn log_push(f: &Finish, git_ok: bool, body_error: Option<String>) {
             );
         }
         None => info!(
-            remote = %f.remote,
+            remote = %f.state.remote.name,
             decision = "reject",
             git_ok,
             body_error = body_error.as_deref().unwrap_or(""),
@@ -560,7 +725,9 @@ async fn refresh(gate: &Gate, state: &RemoteState) -> &'static str {
             .and_then(|l| *l)
             .is_some_and(|(at, _)| at.elapsed() < gate.cfg.refresh_interval)
     };
-    if fresh(state) {
+    // A push in flight holds the lock and may end by invalidating the
+    // debounce (upstream moved): wait for it rather than serve around it.
+    if fresh(state) && state.write.try_lock().is_ok() {
         return "debounced";
     }
     let _w = state.write.lock().await;

@@ -54,6 +54,115 @@ pub fn warn_in_fetch(resp: Response<Body>, message: &str) -> Response<Body> {
     Response::from_parts(parts, BodyExt::boxed(StreamBody::new(frames)))
 }
 
+/// A receive-pack result that refuses every ref of the push whose command
+/// list is `commands`, in the form that client negotiated: `message` on band
+/// 2 (the agent's git prints `remote: git-gate: …`) when it asked for
+/// side-band, and a report-status (`unpack …`, `ng <ref> …`) when it asked
+/// for one, which carries the message itself when there is no side-band.
+pub fn refused_push(commands: &[u8], message: &str) -> Response<Body> {
+    let (caps, refs) = parse_commands(commands);
+    let has = |c: &str| caps.split(' ').any(|x| x == c);
+    let band_max = if has("side-band-64k") {
+        Some(pktline::MAX_PKT_LEN - 5)
+    } else if has("side-band") {
+        Some(1000 - 5)
+    } else {
+        None
+    };
+    let mut report = Vec::new();
+    if has("report-status") || has("report-status-v2") {
+        let unpack = if band_max.is_some() {
+            "refused by git-gate (see above)"
+        } else {
+            message
+        };
+        report.extend(pktline::encode(
+            format!("unpack {}\n", one_line(unpack)).as_bytes(),
+        ));
+        for r in &refs {
+            report.extend(pktline::encode(
+                format!("ng {r} refused by git-gate\n").as_bytes(),
+            ));
+        }
+        report.extend_from_slice(b"0000");
+    }
+    let mut out = Vec::new();
+    match band_max {
+        Some(max) => {
+            let mut band = |n: u8, data: &[u8]| {
+                for chunk in data.chunks(max) {
+                    let mut line = vec![n];
+                    line.extend_from_slice(chunk);
+                    out.extend(pktline::encode(&line));
+                }
+            };
+            for l in message.lines() {
+                band(2, format!("git-gate: {l}\n").as_bytes());
+            }
+            band(1, &report);
+            out.extend_from_slice(b"0000");
+        }
+        None => out = report,
+    }
+    let mut r = Response::new(BodyExt::boxed(
+        http_body_util::Full::new(Bytes::from(out)).map_err(|never| match never {}),
+    ));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-git-receive-pack-result"),
+    );
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    r
+}
+
+/// Control characters out, so a report line stays one line.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The capabilities (after the NUL of the first command) and the ref names
+/// of a receive-pack command list; anything unreadable is skipped.
+fn parse_commands(commands: &[u8]) -> (String, Vec<String>) {
+    let mut caps = String::new();
+    let mut refs = Vec::new();
+    let mut at = 0;
+    while let Some(len) = commands
+        .get(at..at + 4)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|h| usize::from_str_radix(h, 16).ok())
+    {
+        if len < 4 || at + len > commands.len() {
+            break;
+        }
+        let line = &commands[at + 4..at + len];
+        at += len;
+        let (cmd, c) = match line.iter().position(|&b| b == 0) {
+            Some(nul) => (&line[..nul], Some(&line[nul + 1..])),
+            None => (line, None),
+        };
+        if let Some(c) = c
+            && caps.is_empty()
+        {
+            caps = String::from_utf8_lossy(c).trim().to_owned();
+        }
+        let cmd = String::from_utf8_lossy(cmd);
+        let mut it = cmd.trim_end().splitn(3, ' ');
+        if let (Some(o), Some(n), Some(r)) = (it.next(), it.next(), it.next())
+            && [o, n]
+                .iter()
+                .all(|x| x.len() >= 40 && x.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            refs.push(one_line(r));
+        }
+    }
+    (caps, refs)
+}
+
 struct Injector {
     pending: BytesMut,
     insert: Option<Vec<u8>>,

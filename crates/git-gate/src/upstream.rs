@@ -3,7 +3,7 @@
 //! argv (visible in `ps`), the URL, logs or the mirror's config file.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use manifest::remotes::Remote;
 
@@ -74,6 +74,7 @@ impl Upstream {
         let mut cfg: Vec<(&str, String)> = vec![
             ("http.followRedirects", "false".into()),
             ("credential.helper", String::new()),
+            ("http.sslVerify", "true".into()),
         ];
         if let Some((user, token)) = &self.auth {
             cfg.push((
@@ -110,6 +111,44 @@ impl Upstream {
             _ => text.to_owned(),
         }
     }
+}
+
+/// Where distributions keep the system's CA bundle (Debian and Ubuntu,
+/// Fedora and RHEL, Alpine); the first that exists is used.
+pub const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// Writes to `out` the CA bundle git trusts for upstreams: the system roots
+/// followed by `extra` (`--upstream-ca`). git's `http.sslCAInfo` replaces
+/// the default bundle rather than adding to it, so the gate hands it both.
+pub fn write_trust_bundle(extra: &Path, out: &Path) -> Result<(), String> {
+    let extra_pem =
+        std::fs::read(extra).map_err(|e| format!("--upstream-ca {}: {e}", extra.display()))?;
+    if !extra_pem
+        .windows(27)
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(format!(
+            "--upstream-ca {}: no PEM certificate in it; expected one or more -----BEGIN CERTIFICATE----- blocks",
+            extra.display()
+        ));
+    }
+    let same = |p: &Path| p.canonicalize().ok() == extra.canonicalize().ok();
+    let mut bundle = SYSTEM_CA_BUNDLES
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .filter(|p| !same(p))
+        .and_then(|p| std::fs::read(p).ok())
+        .unwrap_or_default();
+    if !bundle.is_empty() && !bundle.ends_with(b"\n") {
+        bundle.push(b'\n');
+    }
+    bundle.extend_from_slice(&extra_pem);
+    std::fs::write(out, bundle).map_err(|e| format!("writing {}: {e}", out.display()))
 }
 
 /// Standard base64 with padding.

@@ -19,6 +19,15 @@ fn parses_pre_receive_input() {
 
 #[test]
 fn rejects_malformed_lines() {
-    let err = parse_updates("abc def refs/heads/x\n".as_bytes()).expect_err("malformed");
-    assert!(err.contains("malformed ref update line"), "{err}");
+    let a = "a".repeat(40);
+    for line in [
+        "abc def refs/heads/x".to_owned(),
+        format!("{a} {a} --format=x"),
+        format!("{a} {a} heads/main"),
+        format!("{a} {a} refs/"),
+        format!("{a} {a} refs/heads/a\x1b[31m"),
+    ] {
+        let err = parse_updates(format!("{line}\n").as_bytes()).expect_err(&line);
+        assert!(err.contains("malformed ref update line"), "{err}");
+    }
 }

@@ -86,3 +86,67 @@ fn a_v0_fetch_without_side_band_passes_through() {
     adv.extend(b"0000");
     assert_eq!(run(&[&adv]), adv);
 }
+
+fn refusal_body(commands: &[u8], message: &str) -> Vec<u8> {
+    let resp = super::refused_push(commands, message);
+    assert_eq!(
+        resp.headers()[http::header::CONTENT_TYPE],
+        "application/x-git-receive-pack-result"
+    );
+    let body = resp.into_body();
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(http_body_util::BodyExt::collect(body))
+        .expect("body")
+        .to_bytes()
+        .to_vec()
+}
+
+fn commands(caps: &str) -> Vec<u8> {
+    let (a, b) = ("a".repeat(40), "b".repeat(40));
+    let mut c = encode(format!("{a} {b} refs/heads/main\0{caps}\n").as_bytes());
+    c.extend(encode(format!("{a} {b} refs/heads/dev\n").as_bytes()));
+    c.extend(b"0000");
+    c
+}
+
+#[test]
+fn a_refusal_speaks_side_band_and_report_status() {
+    let got = refusal_body(
+        &commands("report-status side-band-64k agent=git/2"),
+        "push refused: too big",
+    );
+    let mut report = encode(b"unpack refused by git-gate (see above)\n");
+    report.extend(encode(b"ng refs/heads/main refused by git-gate\n"));
+    report.extend(encode(b"ng refs/heads/dev refused by git-gate\n"));
+    report.extend(b"0000");
+    let mut want = encode(b"\x02git-gate: push refused: too big\n");
+    let mut banded = vec![1u8];
+    banded.extend(&report);
+    want.extend(encode(&banded));
+    want.extend(b"0000");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+}
+
+#[test]
+fn without_side_band_the_report_carries_the_message() {
+    let got = refusal_body(&commands("report-status"), "push refused: too big");
+    let mut want = encode(b"unpack push refused: too big\n");
+    want.extend(encode(b"ng refs/heads/main refused by git-gate\n"));
+    want.extend(encode(b"ng refs/heads/dev refused by git-gate\n"));
+    want.extend(b"0000");
+    assert_eq!(got, want);
+}
+
+proptest::proptest! {
+    /// Whatever the command list holds, the refusal is whole pkt-lines.
+    #[test]
+    fn any_command_list_gives_a_well_formed_refusal(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+        let got = refusal_body(&data, "no");
+        proptest::prop_assert!(crate::pktline::check_all(&got).is_ok());
+    }
+}

@@ -41,3 +41,25 @@ fn credentials_travel_only_in_git_config_env() {
         "saw *** and *** here"
     );
 }
+
+#[test]
+fn the_trust_bundle_is_the_system_roots_plus_the_extra_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = dir.path().join("extra.pem");
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    std::fs::write(&extra, pem).expect("write");
+    let out = dir.path().join("bundle.pem");
+    super::write_trust_bundle(&extra, &out).expect("bundle");
+    let bundle = std::fs::read_to_string(&out).expect("read");
+    assert!(bundle.ends_with(pem), "the extra CA comes last");
+    if let Some(system) = super::SYSTEM_CA_BUNDLES
+        .iter()
+        .find(|p| std::path::Path::new(p).is_file())
+    {
+        let roots = std::fs::read_to_string(system).expect("read roots");
+        assert!(bundle.starts_with(roots.trim_end()), "system roots first");
+    }
+    std::fs::write(&extra, "not a certificate").expect("write");
+    let err = super::write_trust_bundle(&extra, &out).expect_err("no PEM");
+    assert!(err.contains("no PEM certificate"), "{err}");
+}

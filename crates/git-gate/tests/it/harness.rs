@@ -103,6 +103,77 @@ impl World {
     }
 }
 
+impl World {
+    /// The pack `git pack-objects --revs` makes in `repo` of `new` minus
+    /// `old`: what a push of `new` over `old` sends.
+    pub fn pack(&self, repo: &Path, old: &str, new: &str) -> Vec<u8> {
+        let mut child = Command::new("git")
+            .current_dir(repo)
+            .env_clear()
+            .envs(self.env())
+            .args(["pack-objects", "--stdout", "--revs", "--quiet"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("pack-objects");
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(format!("{new}\n^{old}\n").as_bytes())
+                .expect("feed pack-objects");
+        }
+        let out = child.wait_with_output().expect("pack-objects");
+        assert!(out.status.success());
+        out.stdout
+    }
+
+    /// A raw receive-pack request body updating main from `old` to `new`
+    /// (whatever `old` really is on the gate), with the pack `repo` makes.
+    pub fn push_body(&self, repo: &Path, old: &str, new: &str) -> Vec<u8> {
+        let mut body = git_gate::pktline::encode(
+            format!("{old} {new} refs/heads/main\0report-status side-band-64k agent=raw\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(b"0000");
+        body.extend(self.pack(repo, old, new));
+        body
+    }
+
+    /// POSTs a raw receive-pack request to the gate's `app` remote.
+    pub fn post_receive_pack(&self, body: &[u8], gzip: bool) -> (u16, String) {
+        let head = format!(
+            "POST /app.git/git-receive-pack HTTP/1.1\r\nHost: g\r\nContent-Type: application/x-git-receive-pack-request\r\n{}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            if gzip {
+                "Content-Encoding: gzip\r\n"
+            } else {
+                ""
+            },
+            body.len()
+        );
+        http_raw(self.gate_addr, &head, body).expect("http")
+    }
+
+    /// Polls (bounded by `limit`) until `git ls-remote url` succeeds.
+    pub fn wait_serves(&self, url: &str, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let out = self.git(self.dir.path(), &["ls-remote", url]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{url} not served after {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for World {
     fn drop(&mut self) {
         self.gate_stop.cancel();
@@ -155,6 +226,16 @@ pub fn world(remotes: &[RemoteSpec]) -> World {
 
 /// [`world`], with a chance to adjust the gate's config before it starts.
 pub fn world_with(remotes: &[RemoteSpec], tweak: impl FnOnce(&mut Config)) -> World {
+    world_full(remotes, None, tweak)
+}
+
+/// [`world_with`], the upstream served over HTTPS with a certificate for
+/// 127.0.0.1 issued by `tls` (a test CA nothing trusts by default).
+pub fn world_full(
+    remotes: &[RemoteSpec],
+    tls: Option<&TestCa>,
+    tweak: impl FnOnce(&mut Config),
+) -> World {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter("git_gate=info")
@@ -204,12 +285,19 @@ pub fn world_with(remotes: &[RemoteSpec], tweak: impl FnOnce(&mut Config)) -> Wo
         );
     }
     let upstream_stop = CancellationToken::new();
-    let upstream_addr = rt.block_on(start_upstream(up_root, root.clone(), upstream_stop.clone()));
+    let acceptor = tls.map(|ca| tokio_rustls::TlsAcceptor::from(ca.server_config("127.0.0.1")));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let upstream_addr = rt.block_on(start_upstream(
+        up_root,
+        root.clone(),
+        upstream_stop.clone(),
+        acceptor,
+    ));
 
     let mut yaml = String::from("version: 1\nremotes:\n");
     for r in remotes {
         yaml.push_str(&format!(
-            "  - name: {}\n    upstream: http://{upstream_addr}/{}.git\n    auth: {{ username: {USER}, token_env: GIT_GATE_TOKEN_1 }}\n",
+            "  - name: {}\n    upstream: {scheme}://{upstream_addr}/{}.git\n    auth: {{ username: {USER}, token_env: GIT_GATE_TOKEN_1 }}\n",
             r.name, r.name
         ));
         if !r.branches.is_empty() {
@@ -230,6 +318,11 @@ pub fn world_with(remotes: &[RemoteSpec], tweak: impl FnOnce(&mut Config)) -> Wo
         refresh_interval: Duration::ZERO,
         max_request_bytes: 16 << 20,
         max_push_bytes: 1 << 30,
+        max_object_bytes: 1 << 30,
+        max_inflated_bytes: 4 << 30,
+        header_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(60),
+        max_connections: 64,
         hook_exe: PathBuf::from(env!("CARGO_BIN_EXE_git-gate")),
         child_env,
     };
@@ -300,7 +393,12 @@ pub fn http_raw(addr: SocketAddr, head: &str, body: &[u8]) -> std::io::Result<(u
 }
 
 /// The test upstream: `git http-backend` over `root`, basic auth required.
-async fn start_upstream(root: PathBuf, env_root: PathBuf, stop: CancellationToken) -> SocketAddr {
+async fn start_upstream(
+    root: PathBuf,
+    env_root: PathBuf,
+    stop: CancellationToken,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind upstream");
@@ -318,6 +416,7 @@ async fn start_upstream(root: PathBuf, env_root: PathBuf, stop: CancellationToke
                 r = l.accept() => match r { Ok(x) => x, Err(_) => continue },
             };
             let (root, env, expected) = (root.clone(), env.clone(), expected.clone());
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let (root, env, expected) = (root.clone(), env.clone(), expected.clone());
@@ -350,7 +449,7 @@ async fn start_upstream(root: PathBuf, env_root: PathBuf, stop: CancellationToke
                             &env,
                             creq,
                             Bytes::new(),
-                            Some(req.into_body()),
+                            cgi::Rest::Body(req.into_body()),
                             u64::MAX,
                         )
                         .await
@@ -371,9 +470,18 @@ async fn start_upstream(root: PathBuf, env_root: PathBuf, stop: CancellationToke
                         Ok(resp)
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    // A client that refuses the certificate just hangs up.
+                    Some(tls) => {
+                        if let Ok(s) = tls.accept(stream).await {
+                            let _ = http.serve_connection(TokioIo::new(s), svc).await;
+                        }
+                    }
+                    None => {
+                        let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                }
             });
         }
     });
@@ -391,4 +499,160 @@ pub fn private_key() -> String {
         "{}{} RSA PRIVATE KEY-----\n{body}{}{} RSA PRIVATE KEY-----\n",
         "-----", "BEGIN", "-----", "END"
     )
+}
+
+/// A throwaway certificate authority for a TLS upstream.
+pub struct TestCa {
+    pub cert_path: PathBuf,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    /// A new CA whose certificate is written to `<dir>/<name>-ca.pem`.
+    pub fn new(dir: &Path, name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
+        let cert = params.self_signed(&key).expect("self-signed");
+        let cert_path = dir.join(format!("{name}-ca.pem"));
+        std::fs::write(&cert_path, cert.pem()).expect("write CA");
+        Self {
+            cert_path,
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A rustls server config with a leaf for `name` (a host or an IP).
+    pub fn server_config(&self, name: &str) -> Arc<rustls::ServerConfig> {
+        use rustls_pki_types::pem::PemObject;
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .expect("params")
+            .signed_by(&key, &self.issuer)
+            .expect("leaf");
+        let key_der =
+            rustls_pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())
+                .expect("key der");
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key_der)
+        .expect("server config");
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(cfg)
+    }
+}
+
+/// The real `git-gate` binary, run as a child process (killed on drop).
+pub struct GateBin {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+    /// Every stderr line the daemon wrote (JSON log lines).
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl GateBin {
+    /// Starts `git-gate` on 127.0.0.1:0 serving `w`'s remotes from a fresh
+    /// data directory, with exactly `env` (plus PATH, HOME and the token)
+    /// as its environment and `args` appended. `ulimit_n` lowers its
+    /// open-file limit (through `sh -c ulimit -n`).
+    pub fn spawn(w: &World, args: &[&str], env: &[(&str, &str)], ulimit_n: Option<u32>) -> Self {
+        use std::io::BufRead;
+        let data = tempfile::tempdir_in(w.dir.path()).expect("data dir").keep();
+        let exe = env!("CARGO_BIN_EXE_git-gate");
+        let mut gate_args: Vec<String> = vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--remotes".into(),
+            w.path("remotes.yaml").display().to_string(),
+            "--data".into(),
+            data.display().to_string(),
+            "--log-format".into(),
+            "json".into(),
+        ];
+        gate_args.extend(args.iter().map(|a| (*a).to_owned()));
+        let mut cmd = match ulimit_n {
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let base = base_env(w.dir.path());
+        cmd.args(&gate_args)
+            .env_clear()
+            .envs(base.into_iter().filter(|(k, _)| k == "PATH" || k == "HOME"))
+            .env("GIT_GATE_TOKEN_1", TOKEN)
+            .env("RUST_LOG", "git_gate=debug")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn git-gate");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = serde_json::from_str::<serde_json::Value>(&line)
+                    .ok()
+                    .filter(|v| v["fields"]["message"] == "listening")
+                    .and_then(|v| v["fields"]["listen"].as_str()?.parse::<SocketAddr>().ok())
+                {
+                    let _ = tx.send(addr);
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.push(line);
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "git-gate did not report listening: {:?}",
+                    log.lock().map(|l| l.clone())
+                );
+            }
+        };
+        Self { child, addr, log }
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("http://{}/{name}.git", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The daemon's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+}
+
+impl Drop for GateBin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -7,6 +7,10 @@
 //! The agent is the real `git` client with HOME and GIT_CONFIG_GLOBAL in a
 //! tempdir so the machine's git config cannot interfere.
 
+mod harden;
 mod harness;
+mod lease;
+mod names;
 mod push;
 mod serve;
+mod trust;
