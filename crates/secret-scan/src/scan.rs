@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use aho_corasick::Input;
 
+use crate::detect::Detector;
 use crate::rules::{KEYWORDS_PER_AUTOMATON, RuleSet};
 
 /// Bytes of context kept either side of a secret in an excerpt.
@@ -96,7 +97,46 @@ impl RuleSet {
         commit: Option<&str>,
     ) -> Vec<Finding> {
         let hits = self.hits(data, path, commit);
-        redact(data, path, &hits, self)
+        redact(data, path, &hits, &|ri| {
+            let r = &self.rules[ri];
+            (r.id.as_str(), r.description.as_str())
+        })
+    }
+
+    /// Like [`scan`](Self::scan), plus the code [`Detector`]s given: one
+    /// ordered list of findings, every secret on a line masked in every
+    /// excerpt.
+    pub fn scan_detect(
+        &self,
+        data: &[u8],
+        path: Option<&str>,
+        detectors: &[Detector],
+    ) -> Vec<Finding> {
+        let mut hits = self.hits(data, path, None);
+        if detectors.is_empty() {
+            return redact(data, path, &hits, &|ri| {
+                let r = &self.rules[ri];
+                (r.id.as_str(), r.description.as_str())
+            });
+        }
+        let n = self.rules.len();
+        for (k, d) in detectors.iter().enumerate() {
+            for span in d.find(data) {
+                hits.push(Hit {
+                    rule: n + k,
+                    secret: span,
+                });
+            }
+        }
+        hits.sort_by_key(|h| (h.secret.start, h.rule));
+        hits.dedup_by(|later, first| later.secret == first.secret && !later.secret.is_empty());
+        redact(data, path, &hits, &|ri| match self.rules.get(ri) {
+            Some(r) => (r.id.as_str(), r.description.as_str()),
+            None => {
+                let d = detectors[ri - n];
+                (d.id(), d.description())
+            }
+        })
     }
 
     fn hits(&self, data: &[u8], path: Option<&str>, commit: Option<&str>) -> Vec<Hit> {
@@ -305,12 +345,17 @@ fn line_of(data: &[u8], at: usize) -> Range<usize> {
     start..end
 }
 
-fn redact(data: &[u8], path: Option<&str>, hits: &[Hit], set: &RuleSet) -> Vec<Finding> {
+fn redact<'a>(
+    data: &[u8],
+    path: Option<&str>,
+    hits: &[Hit],
+    label: &dyn Fn(usize) -> (&'a str, &'a str),
+) -> Vec<Finding> {
     let mut out = Vec::with_capacity(hits.len());
     let mut line_no = 1usize;
     let mut counted = 0usize;
     for h in hits {
-        let rule = &set.rules[h.rule];
+        let (rule_id, description) = label(h.rule);
         let at = h.secret.start;
         line_no += data[counted..at].iter().filter(|&&b| b == b'\n').count();
         counted = at;
@@ -351,11 +396,11 @@ fn redact(data: &[u8], path: Option<&str>, hits: &[Hit], set: &RuleSet) -> Vec<F
             excerpt.push('…');
         }
         if h.secret.is_empty() {
-            excerpt = format!("file name matches {}", rule.id);
+            excerpt = format!("file name matches {rule_id}");
         }
         out.push(Finding {
-            rule_id: rule.id.clone(),
-            description: rule.description.clone(),
+            rule_id: rule_id.to_owned(),
+            description: description.to_owned(),
             path: path.map(str::to_owned),
             line: line_no,
             column: at - line.start + 1,
