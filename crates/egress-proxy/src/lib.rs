@@ -19,10 +19,12 @@
 
 pub mod allowlist;
 pub mod ca;
+pub mod codec;
 pub mod config;
 pub mod decision;
 pub mod dlp;
 pub mod env;
+pub mod hostlabel;
 pub mod proxy;
 pub mod resolve;
 pub mod stream;
@@ -32,7 +34,7 @@ pub use allowlist::{Allowlist, LoadError, LoadedTable};
 pub use ca::{CaError, CertAuthority};
 pub use config::{Config, ConfigError, Limits, Settings, parse_duration};
 pub use decision::{DECISION_HEADER, MAGIC_HOST};
-pub use dlp::{Dlp, DlpAction, DlpError, DlpHit, DlpSettings};
+pub use dlp::{Dlp, DlpAction, DlpError, DlpHit, DlpSettings, parse_detector};
 pub use env::{Env, MapEnv, ProcessEnv, Secret, TokenDir};
 pub use proxy::{Proxy, run};
 pub use resolve::{Resolver, StaticResolver, SystemResolver};

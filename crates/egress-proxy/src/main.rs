@@ -128,6 +128,17 @@ struct Args {
         value_delimiter = ','
     )]
     dlp_exempt_hosts: Vec<String>,
+    /// An opt-in checksummed detector with its own action, as ID=ACTION:
+    /// payment-card, iban or crypto-private-key = off, warn or block
+    /// (repeatable; the environment variable takes a comma-separated list).
+    #[arg(
+        long = "dlp-detector",
+        env = "EGRESS_DLP_DETECTORS",
+        value_name = "ID=ACTION",
+        value_delimiter = ',',
+        value_parser = egress_proxy::parse_detector
+    )]
+    dlp_detectors: Vec<(egress_proxy::dlp::Detector, DlpAction)>,
     /// Resolve NAME to IP instead of asking DNS (repeatable; like curl
     /// --resolve). The environment variable takes a comma-separated list.
     #[arg(
@@ -210,6 +221,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
             action: args.dlp_action,
             rules: args.dlp_rules.clone(),
             exempt: args.dlp_exempt_hosts.clone(),
+            detectors: args.dlp_detectors.clone(),
         },
         tokens_dir: args.tokens_dir.clone(),
     };

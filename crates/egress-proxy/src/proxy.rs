@@ -635,13 +635,20 @@ async fn forward(
 
     let dlp = &ctx.proxy.dlp;
     let scanned = dlp.covers(&origin.request_host);
-    if scanned && let Some(hit) = dlp.scan_head(&path_and_query, &parts.headers) {
-        if hit.place == Place::Url {
+    if scanned
+        && let Some(hit) = dlp.scan_head(
+            &origin.request_host,
+            &route,
+            &path_and_query,
+            &parts.headers,
+        )
+    {
+        if matches!(hit.place, Place::Url | Place::UrlJoined) {
             // The path itself carries the secret: keep it out of the logs.
             fields.path = REDACTED_PATH;
         }
-        hit.log(dlp.action(), fields.host, fields.path);
-        if dlp.action() == DlpAction::Block {
+        hit.log(hit.action, fields.host, fields.path);
+        if hit.action == DlpAction::Block {
             let body = dlp_message(&method, &origin, &raw_path, &hit);
             fields.route = Some(&route);
             fields.decision = "deny";
@@ -671,6 +678,7 @@ async fn forward(
             log.host.clone(),
             log.path.clone(),
         )
+        .for_request(&parts.headers)
         .boxed()
     } else {
         body.map_err(BoxError::from).boxed()
@@ -765,7 +773,7 @@ const REDACTED_PATH: &str = "<redacted: DLP finding in the URL>";
 /// The 403 body for a request DLP stopped. Names the rule and where the
 /// finding is, with the scanner's masked excerpt; never the secret.
 fn dlp_message(method: &Method, origin: &Origin, raw_path: &str, hit: &DlpHit) -> String {
-    let shown = if hit.place == Place::Url {
+    let shown = if matches!(hit.place, Place::Url | Place::UrlJoined) {
         "(path withheld)"
     } else {
         raw_path
