@@ -51,6 +51,7 @@ pub struct Proxy {
     client: Client<Connector, ProxyBody>,
     limits: Limits,
     dlp: Arc<Dlp>,
+    inbound: Arc<crate::inbound::Inbound>,
 }
 
 impl Proxy {
@@ -74,6 +75,7 @@ impl Proxy {
             client,
             limits: cfg.limits,
             dlp: cfg.dlp,
+            inbound: cfg.inbound,
         })
     }
 
@@ -758,12 +760,22 @@ async fn forward(
 
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
-    let body = Counted::new(
-        body.map_err(BoxError::from),
-        log.bytes_out.clone(),
-        Some(log),
+    let inspected = crate::inbound::inspect(
+        &ctx.proxy.inbound,
+        &origin.request_host,
+        &log.path,
+        parts,
+        body.map_err(BoxError::from).boxed(),
     )
-    .boxed();
+    .await;
+    let (parts, body) = match inspected {
+        crate::inbound::Inspected::Pass(parts, body) => (parts, body),
+        crate::inbound::Inspected::Blocked(resp) => {
+            log.finish("deny", Some("injection-blocked"), 403);
+            return resp;
+        }
+    };
+    let body = Counted::new(body, log.bytes_out.clone(), Some(log)).boxed();
     Response::from_parts(parts, body)
 }
 
@@ -793,6 +805,7 @@ fn magic(proxy: &Proxy, m: Magic) -> (StatusCode, String) {
         Magic::Status => {
             let mut status = proxy.allowlist.status_json();
             status["dlp"] = proxy.dlp.status_json();
+            status["inbound"] = proxy.inbound.status_json();
             (StatusCode::OK, status.to_string())
         }
         Magic::NotFound => (

@@ -495,6 +495,7 @@ pub struct ProxyOpts<'a> {
     pub limits: Limits,
     pub routes_file_name: &'a str,
     pub dlp: DlpSettings,
+    pub inbound: egress_proxy::InboundAction,
     pub tokens_dir: Option<PathBuf>,
 }
 
@@ -508,6 +509,7 @@ impl<'a> ProxyOpts<'a> {
             limits: Limits::default(),
             routes_file_name: "routes.yaml",
             dlp: DlpSettings::default(),
+            inbound: egress_proxy::InboundAction::Off,
             tokens_dir: None,
         }
     }
@@ -567,6 +569,7 @@ impl World {
             system_roots: false,
             limits: opts.limits,
             dlp: opts.dlp,
+            inbound: opts.inbound,
             tokens_dir: opts.tokens_dir,
         };
         let cfg = Config::load(&settings, Arc::new(MapEnv::new(opts.env)), resolver()).unwrap();
