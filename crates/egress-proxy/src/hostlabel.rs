@@ -80,11 +80,21 @@ fn data_like(run: &[u8]) -> bool {
     (mixed || hex) && entropy(run) >= if hex { 3.0 } else { DATA_ENTROPY }
 }
 
-/// Whether the subdomain's labels read as data: one hyphen-separated run
-/// of a label, or the alphanumeric labels joined (data cut into several
-/// labels).
+/// Whether the subdomain's labels read as data: a hex label that decodes
+/// to text, one hyphen-separated run of a label, or the alphanumeric
+/// labels joined (data cut into several labels).
 pub fn looks_like_data(sub: &str) -> bool {
     let labels: Vec<&str> = sub.split('.').collect();
+    // A label that is hex and decodes to text.
+    if labels.iter().any(|l| {
+        l.len() >= 16
+            && l.bytes().all(|c| c.is_ascii_hexdigit())
+            && data_encoding::HEXLOWER_PERMISSIVE
+                .decode(&l.as_bytes()[..l.len() & !1])
+                .is_ok_and(|d| secret_scan::decode::is_texty(&d))
+    }) {
+        return true;
+    }
     if labels
         .iter()
         .flat_map(|l| l.split('-'))

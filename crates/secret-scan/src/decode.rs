@@ -8,8 +8,10 @@
 //! `\xNN`, `&#NN;`/`&#xNN;`) — each returning the span it decoded and the
 //! bytes. Within one call the spans are disjoint (escapes claim first, then
 //! percent-encoding, then delimited hex, then base-N runs), so the decoded
-//! output of one layer is never longer than its input: decoding `depth`
-//! layers costs at most `depth` times the input.
+//! output of one layer is never longer than its input (a `/`-separated run
+//! that does not decode as a whole is also decoded piece by piece, which at
+//! most doubles that run): decoding `depth` layers costs at most `2 ×
+//! depth` times the input.
 //!
 //! Is not: a validator. The decoders are lenient (wrong padding, trailing
 //! bits, mixed alphabets are accepted) because the question is "what could
@@ -487,16 +489,39 @@ fn decode_run(d: &[u8], run: Range<usize>, claimed: &mut Claimed, out: &mut Vec<
         } else {
             None
         };
+        let texty = decoded.as_ref().is_some_and(|(_, b)| is_texty(b));
         if let Some((encoding, bytes)) = decoded
             && !bytes.is_empty()
         {
             claimed.take(span.clone());
             out.push(Decoded {
-                span,
+                span: span.clone(),
                 encoding,
                 bytes,
             });
         }
+        // A path (`/obj/<hex>/<hex>`) is one base64-alphabet run; when it
+        // does not decode to text as a whole, its pieces are decoded too.
+        if !texty && seg.contains(&b'/') {
+            pieces(d, span, out);
+        }
+    }
+}
+
+/// Decodes the `/`-separated pieces of a run (see `decode_run`); they
+/// overlap the run's own span, which was claimed already.
+fn pieces(d: &[u8], span: Range<usize>, out: &mut Vec<Decoded>) {
+    let mut start = span.start;
+    for piece in d[span.clone()].split(|&c| c == b'/' || !is_b64(c)) {
+        let r = start..start + piece.len();
+        start = r.end + 1;
+        if piece.len() < MIN_BASE64 {
+            continue;
+        }
+        let mut fresh = Claimed::new(d.len());
+        let mut found = Vec::new();
+        decode_run(d, r, &mut fresh, &mut found);
+        out.extend(found.into_iter().filter(|f| is_texty(&f.bytes)));
     }
 }
 

@@ -5,9 +5,9 @@
 //! [`THRESHOLD`]. Channels a human reader does not see (HTML comments,
 //! hidden elements, zero-width and tag characters, bidi controls, fake
 //! chat-role markers, images that carry data to another host) weigh enough
-//! alone. Visible prose weighs less: an instruction-override phrase needs
-//! a second signal (it addresses an AI, or tells it to send credentials
-//! somewhere). A page that discusses prompt injection (it names the attack
+//! alone, and so does a visible instruction-override phrase ("ignore all
+//! previous instructions"). Weaker prose signals (it addresses an AI, it
+//! tells the reader to send credentials somewhere) need each other. A page that discusses prompt injection (it names the attack
 //! at least twice) has its visible signals not counted at all, so an
 //! article quoting an attack is not flagged, while the same article hiding
 //! an instruction in a comment, or carrying zero-width or bidi characters,
@@ -74,8 +74,9 @@ fn patterns() -> &'static Patterns {
     static P: OnceLock<Patterns> = OnceLock::new();
     P.get_or_init(|| Patterns {
         override_: re(concat!(
-            r"\b(?:ignore|disregard|forget|override|bypass|skip)\b[^.\n]{0,40}?\b(?:all|any|the|your|my|previous|prior|above|earlier|preceding|existing|system|original|initial)\b",
-            r"[^.\n]{0,30}?\b(?:instructions?|prompts?|directions?|rules|guidelines|guardrails|constraints|directives)\b",
+            r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:(?:all|any|the|your|my|of|these|those)\s+){0,3}",
+            r"(?:previous|prior|above|earlier|preceding|existing|system|original|initial|safety)\s+(?:[a-z]+\s+)?",
+            r"(?:instructions?|prompts?|directions?|rules|guidelines|guardrails|constraints|directives)\b",
             r"|\byou are now\b[^.\n]{0,30}\b(?:DAN|jailbroken|unrestricted|unfiltered|in developer mode|free of)",
             r"|\bnew (?:system )?instructions?\s*:",
             r"|\b(?:do not|don't|never)\s+(?:tell|inform|alert|notify|mention (?:this|it) to)\s+(?:the\s+)?(?:user|human|operator|developer)",
@@ -168,7 +169,7 @@ pub fn signals(text: &[u8], own_host: &str) -> Vec<Signal> {
             out.push(Signal { id, span, weight });
         }
     };
-    phrase(&p.override_, "instruction-override", 2, &mut out);
+    phrase(&p.override_, "instruction-override", THRESHOLD, &mut out);
     phrase(&p.agent, "addresses-the-agent", 2, &mut out);
     phrase(&p.exfil, "exfiltration-directive", 2, &mut out);
     phrase(&p.fake_role, "fake-role-marker", THRESHOLD, &mut out);

@@ -199,3 +199,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn hex_pieces_of_a_path_are_decoded() {
+    let secret = b"the secret token value 123";
+    let hex = data_encoding::HEXUPPER.encode(secret);
+    for text in [
+        format!("/obj/{hex}"),
+        format!("/obj/{hex}/raw"),
+        format!("GET /a/{hex}/{hex} x"),
+    ] {
+        assert!(found(&text, secret), "{text}");
+    }
+}

@@ -176,3 +176,20 @@ proptest! {
         let _ = inspector().inspect(&data);
     }
 }
+
+#[test]
+fn hex_in_a_path_segment_is_found() {
+    let key = aws_key(5);
+    let hex = data_encoding::HEXUPPER.encode(format!("k {key} v").as_bytes());
+    let ins = inspector();
+    assert!(
+        ins.first(format!("/obj/{hex}\nobj{hex}\n").as_bytes())
+            .is_some()
+    );
+    let gh = ["ghp", "_", "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"].concat();
+    let hex = data_encoding::HEXUPPER.encode(gh.as_bytes());
+    assert!(
+        ins.first(format!("/obj/{hex}\n").as_bytes()).is_some(),
+        "gh"
+    );
+}
