@@ -8,7 +8,7 @@ use std::ops::Range;
 use aho_corasick::Input;
 
 use crate::detect::Detector;
-use crate::rules::{KEYWORDS_PER_AUTOMATON, RuleSet};
+use crate::rules::RuleSet;
 
 /// Bytes of context kept either side of a secret in an excerpt.
 const CONTEXT: usize = 32;
@@ -164,28 +164,49 @@ impl RuleSet {
         for &ri in &self.always {
             candidate[ri] = true;
         }
-        if !self.prefilter.is_empty() {
+        if !self.keywords.is_empty() {
             let lower = data.to_ascii_lowercase();
             let mut seen = vec![false; self.keyword_rules.len()];
-            for (g, ac) in self.prefilter.iter().enumerate() {
-                let base = g * KEYWORDS_PER_AUTOMATON;
-                let mut left = ac.patterns_len();
+            let rules = &self.keyword_rules;
+            let mark = |k: usize, seen: &mut [bool], candidate: &mut [bool]| {
+                if !seen[k] {
+                    seen[k] = true;
+                    for &ri in &rules[k] {
+                        candidate[ri] = true;
+                    }
+                }
+            };
+            for (ac, index) in &self.prefilter {
+                let mut left = index.len();
                 let mut at = 0;
                 while left > 0 && at < lower.len() {
                     let Some(m) = ac.find(Input::new(&lower).span(at..lower.len())) else {
                         break;
                     };
                     at = m.start() + 1;
-                    let k = base + m.pattern().as_usize();
+                    let k = index[m.pattern().as_usize()];
                     for k in std::iter::once(k).chain(self.implied[k].iter().copied()) {
-                        if !seen[k] {
-                            seen[k] = true;
-                            left = left.saturating_sub(usize::from(
-                                (base..base + ac.patterns_len()).contains(&k),
-                            ));
-                            for &ri in &self.keyword_rules[k] {
-                                candidate[ri] = true;
-                            }
+                        if !seen[k] && index.contains(&k) {
+                            left -= 1;
+                        }
+                        mark(k, &mut seen, &mut candidate);
+                    }
+                }
+            }
+            for bytes in self.punct_bytes.chunks(3) {
+                let hits: Box<dyn Iterator<Item = usize>> = match *bytes {
+                    [a] => Box::new(memchr::memchr_iter(a, &lower)),
+                    [a, b] => Box::new(memchr::memchr2_iter(a, b, &lower)),
+                    [a, b, c] => Box::new(memchr::memchr3_iter(a, b, c, &lower)),
+                    _ => Box::new(std::iter::empty()),
+                };
+                for pos in hits {
+                    for &(off, k) in &self.punct[lower[pos] as usize] {
+                        if !seen[k]
+                            && pos >= off
+                            && lower[pos - off..].starts_with(self.keywords[k].as_bytes())
+                        {
+                            mark(k, &mut seen, &mut candidate);
                         }
                     }
                 }

@@ -458,11 +458,6 @@ fn vendor_cases() -> Vec<(&'static str, Vec<String>, Vec<String>)> {
             c(&["api", "-", "key", "-", "name"]),
         ),
         one(
-            "twilio-api-key",
-            c(&["S", "K", &rnd(61, HEX, 32)]),
-            c(&["S", "K", &rnd(61, HEX, 20)]),
-        ),
-        one(
             "shopify-token",
             c(&["shpat", "_", &rnd(62, HEX, 32)]),
             c(&["shpat", "_", "abc"]),
