@@ -466,29 +466,39 @@ fn segments(run: &[u8]) -> Vec<(usize, Vec<u8>)> {
     segs
 }
 
+/// Decodes one segment's significant characters (padding dropped) by
+/// shape: hex, then base32, then base64.
+fn decode_segment(body: &[u8]) -> Option<(Encoding, Vec<u8>)> {
+    let n = body.len();
+    if n >= MIN_HEX && body.iter().all(u8::is_ascii_hexdigit) {
+        // An odd run may carry one stray character in front.
+        let skip = n % 2;
+        hex_spec()
+            .decode(&body[skip..])
+            .ok()
+            .map(|b| (Encoding::Hex, b))
+    } else if n >= MIN_BASE32
+        && (body.iter().all(|c| matches!(c, b'A'..=b'Z' | b'2'..=b'7'))
+            || body.iter().all(|c| matches!(c, b'a'..=b'z' | b'2'..=b'7')))
+    {
+        base32(body).map(|b| (Encoding::Base32, b))
+    } else if n >= MIN_BASE64 {
+        base64(body).map(|b| (Encoding::Base64, b))
+    } else {
+        None
+    }
+}
+
+/// Most `/` in a run whose pieces are decoded one by one: a URL path has
+/// a few; a base64 blob has one every 64 characters and is not a path.
+const MAX_PATH_PIECES: usize = 16;
+
 fn decode_run(d: &[u8], run: Range<usize>, claimed: &mut Claimed, out: &mut Vec<Decoded>) {
     for (off, seg) in segments(&d[run.clone()]) {
         let body: Vec<u8> = seg.iter().copied().filter(|&c| c != b'=').collect();
-        let n = body.len();
         let span =
             run.start + off..(run.start + off + seg_span(&d[run.start + off..run.end], &seg));
-        let decoded = if n >= MIN_HEX && body.iter().all(u8::is_ascii_hexdigit) {
-            // An odd run may carry one stray character in front.
-            let skip = n % 2;
-            hex_spec()
-                .decode(&body[skip..])
-                .ok()
-                .map(|b| (Encoding::Hex, b))
-        } else if n >= MIN_BASE32
-            && (body.iter().all(|c| matches!(c, b'A'..=b'Z' | b'2'..=b'7'))
-                || body.iter().all(|c| matches!(c, b'a'..=b'z' | b'2'..=b'7')))
-        {
-            base32(&body).map(|b| (Encoding::Base32, b))
-        } else if n >= MIN_BASE64 {
-            base64(&body).map(|b| (Encoding::Base64, b))
-        } else {
-            None
-        };
+        let decoded = decode_segment(&body);
         let texty = decoded.as_ref().is_some_and(|(_, b)| is_texty(b));
         if let Some((encoding, bytes)) = decoded
             && !bytes.is_empty()
@@ -502,14 +512,16 @@ fn decode_run(d: &[u8], run: Range<usize>, claimed: &mut Claimed, out: &mut Vec<
         }
         // A path (`/obj/<hex>/<hex>`) is one base64-alphabet run; when it
         // does not decode to text as a whole, its pieces are decoded too.
-        if !texty && seg.contains(&b'/') {
+        let slashes = seg.iter().filter(|&&c| c == b'/').count();
+        if !texty && (1..=MAX_PATH_PIECES).contains(&slashes) {
             pieces(d, span, out);
         }
     }
 }
 
 /// Decodes the `/`-separated pieces of a run (see `decode_run`); they
-/// overlap the run's own span, which was claimed already.
+/// overlap the run's own span, which was claimed already. Only pieces
+/// that decode to text are kept.
 fn pieces(d: &[u8], span: Range<usize>, out: &mut Vec<Decoded>) {
     let mut start = span.start;
     for piece in d[span.clone()].split(|&c| c == b'/' || !is_b64(c)) {
@@ -518,10 +530,16 @@ fn pieces(d: &[u8], span: Range<usize>, out: &mut Vec<Decoded>) {
         if piece.len() < MIN_BASE64 {
             continue;
         }
-        let mut fresh = Claimed::new(d.len());
-        let mut found = Vec::new();
-        decode_run(d, r, &mut fresh, &mut found);
-        out.extend(found.into_iter().filter(|f| is_texty(&f.bytes)));
+        let body: Vec<u8> = piece.iter().copied().filter(|&c| c != b'=').collect();
+        if let Some((encoding, bytes)) = decode_segment(&body)
+            && is_texty(&bytes)
+        {
+            out.push(Decoded {
+                span: r,
+                encoding,
+                bytes,
+            });
+        }
     }
 }
 

@@ -63,3 +63,21 @@ fn the_rate_of_new_subdomains_is_bounded_per_wildcard() {
         t0 + RATE_WINDOW + Duration::from_secs(1)
     ));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn label_checks_never_panic(sub in "[a-z0-9.-]{0,200}", base in "[a-z]{1,10}\\.test") {
+        let host = format!("{sub}.{base}");
+        let _ = subdomain(&host, &base);
+        let _ = looks_like_data(&sub);
+        let _ = decodings(&sub);
+    }
+
+    #[test]
+    fn hex_of_any_text_label_reads_as_data(text in "[ -~]{10,31}") {
+        let hex = data_encoding::HEXLOWER.encode(text.as_bytes());
+        proptest::prop_assert!(looks_like_data(&hex), "{}", hex);
+    }
+}

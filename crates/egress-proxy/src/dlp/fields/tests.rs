@@ -88,3 +88,39 @@ fn form_and_multipart_values() {
         "a long value does not join"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn field_parsers_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+        for kind in [BodyKind::Json, BodyKind::Form, BodyKind::Multipart(b"B".to_vec()), BodyKind::Plain] {
+            if let Some((joined, map)) = joined_values(&kind, &data) {
+                for (j, src) in map {
+                    proptest::prop_assert!(j <= joined.len() && src <= data.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn head_doc_places_every_offset(path in "/[ -~]{0,200}", value in "[ -~]{0,64}") {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert("x-a", v.clone());
+            h.insert("x-b", v);
+        }
+        let doc = head_doc(&path, &h);
+        for at in 0..doc.bytes.len() {
+            let _ = doc.place_at(at);
+        }
+    }
+
+    #[test]
+    fn a_key_split_anywhere_in_two_json_values_is_joined(cut in 1usize..19) {
+        let key = format!("{}{}", "AKIA", "QWERTYUIOPASDFGH");
+        let body = format!("{{\"a\": \"{}\", \"b\": \"{}\"}}", &key[..cut], &key[cut..]);
+        let (joined, _) = joined_values(&BodyKind::Json, body.as_bytes()).expect("two values");
+        proptest::prop_assert!(joined.windows(key.len()).any(|w| w == key.as_bytes()));
+    }
+}
