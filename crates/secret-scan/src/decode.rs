@@ -110,6 +110,8 @@ pub fn inflate(data: &[u8]) -> Option<Vec<u8>> {
 /// Whether decoded bytes look like text worth decoding again: mostly
 /// printable ASCII or whitespace, or valid UTF-8 without control bytes.
 pub fn is_texty(b: &[u8]) -> bool {
+    // The first 4 KiB decide: decoded text does not turn binary halfway.
+    let b = &b[..b.len().min(4096)];
     if b.is_empty() {
         return false;
     }
@@ -120,10 +122,17 @@ pub fn is_texty(b: &[u8]) -> bool {
     if printable * 100 >= b.len() * 85 {
         return true;
     }
-    std::str::from_utf8(b).is_ok_and(|s| {
-        !s.chars()
-            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
-    })
+    // A cut multi-byte character at the sample's end is not binary.
+    let valid = match std::str::from_utf8(b) {
+        Ok(s) => s,
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&b[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return false,
+    };
+    !valid
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
 }
 
 /// Which input bytes an earlier finder already decoded.
@@ -441,6 +450,11 @@ fn base_n(d: &[u8], claimed: &mut Claimed, out: &mut Vec<Decoded>) {
 /// The significant characters of a run (wraps dropped), split after each
 /// group of `=` padding followed by more data.
 fn segments(run: &[u8]) -> Vec<(usize, Vec<u8>)> {
+    // Fast path: one segment without wraps (padding only at the end).
+    let body_end = run.len() - run.iter().rev().take_while(|&&c| c == b'=').count();
+    if run.iter().all(|&c| is_b64(c)) && !run[..body_end].contains(&b'=') {
+        return vec![(0, run.to_vec())];
+    }
     let mut segs = Vec::new();
     let mut cur = Vec::new();
     let mut start = 0;
