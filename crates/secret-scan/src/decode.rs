@@ -196,9 +196,14 @@ fn escape_at(d: &[u8], i: usize) -> Option<(Vec<u8>, usize)> {
         }
         (b'\\', b'x') => Some((vec![hex_pair(d, i + 2)?], 4)),
         (b'0', b'x') => {
-            // `0x41, 0x42` style: the pair and an optional `,` + spaces.
+            // `0x41, 0x42` style: the pair and an optional `,` + spaces. A
+            // word boundary before and a separator after, so `…K0xaaG…`
+            // inside base64 is not taken for an escape.
             let b = hex_pair(d, i + 2)?;
-            if d.get(i + 4).is_some_and(u8::is_ascii_hexdigit) {
+            if i > 0 && d[i - 1].is_ascii_alphanumeric() {
+                return None;
+            }
+            if d.get(i + 4).is_some_and(u8::is_ascii_alphanumeric) {
                 return None;
             }
             let mut n = 4;

@@ -212,3 +212,11 @@ fn hex_pieces_of_a_path_are_decoded() {
         assert!(found(&text, secret), "{text}");
     }
 }
+
+#[test]
+fn json_wrapped_base64_regression() {
+    let secret = b"a aAa0 AAa   A 00A aA   aa A a+LZh`A  A AA0Aa";
+    let text = wrap(&b64(&secret.repeat(3)), 64, "\\n");
+    // `…K0xaaG…` inside the base64 is not an escape.
+    assert!(found(&text, secret));
+}
