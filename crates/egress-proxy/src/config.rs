@@ -13,6 +13,7 @@ use crate::allowlist::{Allowlist, LoadError};
 use crate::ca::{CaError, CertAuthority};
 use crate::dlp::{Dlp, DlpError, DlpSettings};
 use crate::env::{Env, TokenDir};
+use crate::inbound::{Inbound, InboundAction};
 use crate::resolve::Resolver;
 use crate::upstream::{ProxyUrlError, UpstreamProxy};
 
@@ -71,6 +72,9 @@ pub struct Settings {
     pub limits: Limits,
     /// Secret scanning of outgoing requests (off unless asked for).
     pub dlp: DlpSettings,
+    /// Prompt-injection scanning of responses (hosts exempt from DLP are
+    /// exempt here too).
+    pub inbound: InboundAction,
     /// A directory of token files (`EGRESS_TOKEN_<n>`) that override the
     /// environment and are re-read on every reload.
     pub tokens_dir: Option<PathBuf>,
@@ -126,6 +130,7 @@ pub struct Config {
     pub resolver: Arc<dyn Resolver>,
     pub limits: Limits,
     pub dlp: Arc<Dlp>,
+    pub inbound: Arc<Inbound>,
 }
 
 impl Config {
@@ -156,6 +161,7 @@ impl Config {
         let allowlist = Arc::new(Allowlist::load(&settings.routes, env)?);
         let ca = CertAuthority::load(&settings.ca_cert, &settings.ca_key)?;
         let dlp = Arc::new(Dlp::load(&settings.dlp)?);
+        let inbound = Arc::new(Inbound::load(settings.inbound, &settings.dlp.exempt)?);
         let extra = match &settings.upstream_ca {
             Some(p) => read_ca_bundle(p)?,
             None => Vec::new(),
@@ -189,6 +195,7 @@ impl Config {
             resolver,
             limits: settings.limits.clone(),
             dlp,
+            inbound,
         })
     }
 }

@@ -7,7 +7,8 @@
 //! allowed requests to the upstream (direct or through a parent proxy) and
 //! answers everything else with a readable 403/400/502. With DLP on, the
 //! URL, headers and body of each request are scanned for secrets as they
-//! stream out (see [`dlp`]). It hot-reloads the
+//! stream out (see [`dlp`]); text responses are scanned for prompt
+//! injection (see [`inbound`]). It hot-reloads the
 //! routes file on demand and answers introspection on `_egress.local`.
 //!
 //! Is not: a config reader or a signal handler — `main.rs` parses flags,
@@ -20,11 +21,14 @@
 pub mod addr;
 pub mod allowlist;
 pub mod ca;
+pub mod codec;
 pub mod config;
 pub mod decision;
 pub mod dlp;
 pub mod drain;
 pub mod env;
+pub mod hostlabel;
+pub mod inbound;
 pub mod journal;
 pub mod proxy;
 pub mod resolve;
@@ -37,8 +41,9 @@ pub use allowlist::{Allowlist, LoadError, LoadedTable};
 pub use ca::{CaError, CertAuthority};
 pub use config::{Config, ConfigError, Limits, Settings, parse_duration};
 pub use decision::{DECISION_HEADER, MAGIC_HOST};
-pub use dlp::{Dlp, DlpAction, DlpError, DlpHit, DlpSettings};
+pub use dlp::{Dlp, DlpAction, DlpError, DlpHit, DlpSettings, parse_detector};
 pub use env::{Env, MapEnv, ProcessEnv, Secret, TokenDir};
+pub use inbound::{Inbound, InboundAction};
 pub use proxy::{Proxy, run};
 pub use resolve::{Resolver, StaticResolver, SystemResolver};
 pub use upstream::UpstreamProxy;

@@ -139,6 +139,27 @@ struct Args {
         value_delimiter = ','
     )]
     dlp_exempt_hosts: Vec<String>,
+    /// An opt-in checksummed detector with its own action, as ID=ACTION:
+    /// payment-card, iban or crypto-private-key = off, warn or block
+    /// (repeatable; the environment variable takes a comma-separated list).
+    #[arg(
+        long = "dlp-detector",
+        env = "EGRESS_DLP_DETECTORS",
+        value_name = "ID=ACTION",
+        value_delimiter = ',',
+        value_parser = egress_proxy::parse_detector
+    )]
+    dlp_detectors: Vec<(egress_proxy::dlp::Detector, DlpAction)>,
+    /// Prompt-injection scanning of text responses from hosts DLP does not
+    /// exempt: off, warn (log), annotate (log and add an
+    /// x-egress-inspection header) or block (403, or cut a streamed body).
+    #[arg(
+        long,
+        env = "EGRESS_INJECTION_ACTION",
+        default_value = "warn",
+        value_name = "ACTION"
+    )]
+    injection_action: egress_proxy::InboundAction,
     /// Resolve NAME to IP instead of asking DNS (repeatable; like curl
     /// --resolve). The environment variable takes a comma-separated list.
     #[arg(
@@ -236,7 +257,9 @@ fn real_main(args: Args) -> anyhow::Result<()> {
             action: args.dlp_action,
             rules: args.dlp_rules.clone(),
             exempt: args.dlp_exempt_hosts.clone(),
+            detectors: args.dlp_detectors.clone(),
         },
+        inbound: args.injection_action,
         tokens_dir: args.tokens_dir.clone(),
     };
     let resolver = Arc::new(SystemResolver::with_overrides(parse_resolve(
@@ -270,6 +293,7 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         "routes loaded"
     );
     tracing::info!(dlp = %config.dlp.status_json(), "data-loss prevention");
+    tracing::info!(inbound = %config.inbound.status_json(), "response inspection");
     for name in table.missing_tokens() {
         tracing::warn!(token_env = %name, "token variable is unset; requests on its routes will be refused with 502");
     }

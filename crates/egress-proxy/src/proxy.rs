@@ -60,6 +60,7 @@ pub struct Proxy {
     client_private: Client<Connector, ProxyBody>,
     limits: Limits,
     dlp: Arc<Dlp>,
+    inbound: Arc<crate::inbound::Inbound>,
 }
 
 impl Proxy {
@@ -87,6 +88,7 @@ impl Proxy {
             ca: cfg.ca,
             limits: cfg.limits,
             dlp: cfg.dlp,
+            inbound: cfg.inbound,
         })
     }
 
@@ -695,13 +697,20 @@ async fn forward(
 
     let dlp = &ctx.proxy.dlp;
     let scanned = dlp.covers(&origin.request_host);
-    if scanned && let Some(hit) = dlp.scan_head(&path_and_query, &parts.headers) {
-        if hit.place == Place::Url {
+    if scanned
+        && let Some(hit) = dlp.scan_head(
+            &origin.request_host,
+            &route,
+            &path_and_query,
+            &parts.headers,
+        )
+    {
+        if matches!(hit.place, Place::Url | Place::UrlJoined) {
             // The path itself carries the secret: keep it out of the logs.
             fields.path = REDACTED_PATH;
         }
-        hit.log(dlp.action(), fields.host, fields.path);
-        if dlp.action() == DlpAction::Block {
+        hit.log(hit.action, fields.host, fields.path);
+        if hit.action == DlpAction::Block {
             let body = dlp_message(&method, &origin, &raw_path, &hit);
             fields.route = Some(&route);
             fields.decision = "deny";
@@ -731,6 +740,7 @@ async fn forward(
             log.host.clone(),
             log.path.clone(),
         )
+        .for_request(&parts.headers)
         .boxed()
     } else {
         body.map_err(BoxError::from).boxed()
@@ -836,12 +846,22 @@ async fn forward(
 
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
-    let body = Counted::new(
-        body.map_err(BoxError::from),
-        log.bytes_out.clone(),
-        Some(log),
+    let inspected = crate::inbound::inspect(
+        &ctx.proxy.inbound,
+        &origin.request_host,
+        &log.path,
+        parts,
+        body.map_err(BoxError::from).boxed(),
     )
-    .boxed();
+    .await;
+    let (parts, body) = match inspected {
+        crate::inbound::Inspected::Pass(parts, body) => (parts, body),
+        crate::inbound::Inspected::Blocked(resp) => {
+            log.finish("deny", Some("injection-blocked"), 403);
+            return resp;
+        }
+    };
+    let body = Counted::new(body, log.bytes_out.clone(), Some(log)).boxed();
     Response::from_parts(parts, body)
 }
 
@@ -851,7 +871,7 @@ const REDACTED_PATH: &str = "<redacted: DLP finding in the URL>";
 /// The 403 body for a request DLP stopped. Names the rule and where the
 /// finding is, with the scanner's masked excerpt; never the secret.
 fn dlp_message(method: &Method, origin: &Origin, raw_path: &str, hit: &DlpHit) -> String {
-    let shown = if hit.place == Place::Url {
+    let shown = if matches!(hit.place, Place::Url | Place::UrlJoined) {
         "(path withheld)"
     } else {
         raw_path
@@ -871,6 +891,7 @@ fn magic(proxy: &Proxy, m: Magic) -> (StatusCode, String) {
         Magic::Status => {
             let mut status = proxy.allowlist.status_json();
             status["dlp"] = proxy.dlp.status_json();
+            status["inbound"] = proxy.inbound.status_json();
             (StatusCode::OK, status.to_string())
         }
         Magic::NotFound => (

@@ -66,6 +66,67 @@ impl DlpAction {
     }
 }
 
+/// What egress-proxy does with a response whose text tries to instruct
+/// the agent (prompt injection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum InjectionAction {
+    /// Not scanned.
+    Off,
+    /// Logged (the default).
+    #[default]
+    Warn,
+    /// Refused with a 403 (a streamed response is cut).
+    Block,
+    /// Logged and passed with an `x-egress-inspection` header.
+    Annotate,
+}
+
+impl InjectionAction {
+    /// The spelling used in files and on egress-proxy's command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Warn => "warn",
+            Self::Block => "block",
+            Self::Annotate => "annotate",
+        }
+    }
+}
+
+/// The opt-in checksummed DLP detectors (`egress.dlp_detectors`), each
+/// with its own action; a detector not named is off.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct DlpDetectors {
+    /// `(manifest key, action)`, in file order: `payment_card`, `iban`,
+    /// `crypto_private_key`.
+    entries: Vec<(&'static str, DlpAction)>,
+}
+
+impl DlpDetectors {
+    /// The manifest keys, with egress-proxy's detector id for each.
+    pub const KEYS: &'static [(&'static str, &'static str)] = &[
+        ("payment_card", "payment-card"),
+        ("iban", "iban"),
+        ("crypto_private_key", "crypto-private-key"),
+    ];
+
+    /// `(manifest key, action)` of every detector turned on.
+    pub fn entries(&self) -> &[(&'static str, DlpAction)] {
+        &self.entries
+    }
+
+    /// egress-proxy's `--dlp-detector` values (`payment-card=block`).
+    pub fn flag_values(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter_map(|(key, action)| {
+                let id = Self::KEYS.iter().find(|(k, _)| k == key)?.1;
+                Some(format!("{id}={}", action.as_str()))
+            })
+            .collect()
+    }
+}
+
 /// Credential injection for a manifest route: which of the operator's
 /// environment variables holds the token, and how it is presented.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -135,6 +196,8 @@ pub struct Egress {
     routes: Vec<EgressRoute>,
     dlp_action: DlpAction,
     allow_ip_literals: bool,
+    injection_action: InjectionAction,
+    dlp_detectors: DlpDetectors,
 }
 
 impl Default for Egress {
@@ -144,6 +207,8 @@ impl Default for Egress {
             routes: Vec::new(),
             dlp_action: DlpAction::Block,
             allow_ip_literals: false,
+            injection_action: InjectionAction::Warn,
+            dlp_detectors: DlpDetectors::default(),
         }
     }
 }
@@ -164,6 +229,14 @@ impl Egress {
     /// Whether IP literals were allowed in hosts.
     pub fn allow_ip_literals(&self) -> bool {
         self.allow_ip_literals
+    }
+    /// What response inspection does with a prompt-injection finding.
+    pub fn injection_action(&self) -> InjectionAction {
+        self.injection_action
+    }
+    /// The opt-in checksummed DLP detectors turned on, with their actions.
+    pub fn dlp_detectors(&self) -> &DlpDetectors {
+        &self.dlp_detectors
     }
 }
 
@@ -347,7 +420,14 @@ impl Default for Bottle {
 }
 
 const BOTTLE_KEYS: &[&str] = &["egress", "git", "supervise", "pipelock"];
-const EGRESS_KEYS: &[&str] = &["allowlist", "routes", "dlp_action", "allow_ip_literals"];
+const EGRESS_KEYS: &[&str] = &[
+    "allowlist",
+    "routes",
+    "dlp_action",
+    "allow_ip_literals",
+    "injection_action",
+    "dlp_detectors",
+];
 const ROUTE_KEYS: &[&str] = &[
     "host",
     "path_allowlist",
@@ -434,6 +514,14 @@ fn parse_egress(c: &mut Checker, path: &KeyPath, node: &Node) -> Option<Egress> 
         .get("dlp_action")
         .and_then(|n| parse_dlp_action(c, &path.key("dlp_action"), n))
         .unwrap_or(DlpAction::Block);
+    let injection_action = m
+        .get("injection_action")
+        .and_then(|n| parse_injection_action(c, &path.key("injection_action"), n))
+        .unwrap_or_default();
+    let dlp_detectors = m
+        .get("dlp_detectors")
+        .and_then(|n| parse_dlp_detectors(c, &path.key("dlp_detectors"), n))
+        .unwrap_or_default();
     let mut allowlist: Vec<HostPattern> = Vec::new();
     if let Some(n) = m.get("allowlist") {
         let p = path.key("allowlist");
@@ -499,7 +587,63 @@ fn parse_egress(c: &mut Checker, path: &KeyPath, node: &Node) -> Option<Egress> 
         routes,
         dlp_action,
         allow_ip_literals,
+        injection_action,
+        dlp_detectors,
     })
+}
+
+fn parse_injection_action(c: &mut Checker, path: &KeyPath, node: &Node) -> Option<InjectionAction> {
+    // YAML 1.1 reads a bare `off` as false.
+    if matches!(node.value, Value::Bool(false)) {
+        return Some(InjectionAction::Off);
+    }
+    let s = c.string(path, node, "an injection action")?;
+    match s {
+        "off" => Some(InjectionAction::Off),
+        "warn" => Some(InjectionAction::Warn),
+        "block" => Some(InjectionAction::Block),
+        "annotate" => Some(InjectionAction::Annotate),
+        other => {
+            c.error(
+                path,
+                node,
+                format!(
+                    "unknown injection_action {other:?}; expected off, warn, block or annotate"
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn parse_dlp_detectors(c: &mut Checker, path: &KeyPath, node: &Node) -> Option<DlpDetectors> {
+    if matches!(node.value, Value::Null) {
+        return Some(DlpDetectors::default());
+    }
+    let keys: Vec<&str> = DlpDetectors::KEYS.iter().map(|(k, _)| *k).collect();
+    let m = c.map(path, node, &keys, &[])?;
+    let mut entries = Vec::new();
+    for (key, _) in DlpDetectors::KEYS {
+        let Some(n) = m.get(key) else { continue };
+        let p = path.key(key);
+        if matches!(n.value, Value::Bool(false)) {
+            continue; // a bare `off`
+        }
+        let Some(s) = c.string(&p, n, "a detector action") else {
+            continue;
+        };
+        match s {
+            "off" => {}
+            "warn" => entries.push((*key, DlpAction::Warn)),
+            "block" => entries.push((*key, DlpAction::Block)),
+            other => c.error(
+                &p,
+                n,
+                format!("unknown action {other:?} for detector {key}; expected off, warn or block"),
+            ),
+        }
+    }
+    Some(DlpDetectors { entries })
 }
 
 fn parse_dlp_action(c: &mut Checker, path: &KeyPath, node: &Node) -> Option<DlpAction> {

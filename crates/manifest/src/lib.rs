@@ -26,7 +26,8 @@ pub mod yaml;
 
 pub use agent::{Agent, AgentName, ImageSource, Manifest, parse_markdown_agent};
 pub use bottle::{
-    AgentEnvVar, Bottle, DlpAction, Egress, EgressAuth, EgressRoute, GitAuth, GitRemote,
+    AgentEnvVar, Bottle, DlpAction, DlpDetectors, Egress, EgressAuth, EgressRoute, GitAuth,
+    GitRemote, InjectionAction,
 };
 pub use defaults::{DEFAULT_MANIFEST_ORIGIN, default_manifest};
 pub use error::{Diagnostic, ManifestError};

@@ -8,6 +8,14 @@
 //! candidate rules' byte regexes (Unicode classes off, like Go's). Input is
 //! bytes; invalid UTF-8 is fine.
 //!
+//! On top of the rules: [`Detector`]s that are code (environment dumps,
+//! and opt-in checksummed shapes: payment cards, IBANs, Bitcoin private
+//! keys), and an [`Inspector`] that decodes what it finds encoded (base64,
+//! base32, hex, percent-encoding, escapes, gzip inside those) and scans
+//! again, bounded in depth and work. Two built-in [`Profile`]s: `Git`
+//! (git-gate, documentation samples waived) and `Egress` (traffic:
+//! a well-formed credential is refused even when it says `EXAMPLE`).
+//!
 //! Is not: a git walker, a file walker or a logger. Callers hand in bytes
 //! and an optional path. A [`Finding`] never holds the secret: it carries the
 //! rule id, line, column and an excerpt in which every detected secret on the
@@ -15,11 +23,17 @@
 #![forbid(unsafe_code)]
 
 mod config;
+pub mod decode;
+pub mod detect;
 mod goregex;
+pub mod inspect;
 mod rules;
 mod scan;
 
-pub use rules::{Rule, RuleSet};
+pub use decode::Encoding;
+pub use detect::Detector;
+pub use inspect::{Hit, Inspection, Inspector};
+pub use rules::{Profile, Rule, RuleSet};
 pub use scan::{Finding, shannon_entropy};
 
 /// Why a rule file could not be loaded.

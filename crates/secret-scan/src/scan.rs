@@ -7,7 +7,8 @@ use std::ops::Range;
 
 use aho_corasick::Input;
 
-use crate::rules::{KEYWORDS_PER_AUTOMATON, RuleSet};
+use crate::detect::Detector;
+use crate::rules::RuleSet;
 
 /// Bytes of context kept either side of a secret in an excerpt.
 const CONTEXT: usize = 32;
@@ -96,7 +97,46 @@ impl RuleSet {
         commit: Option<&str>,
     ) -> Vec<Finding> {
         let hits = self.hits(data, path, commit);
-        redact(data, path, &hits, self)
+        redact(data, path, &hits, &|ri| {
+            let r = &self.rules[ri];
+            (r.id.as_str(), r.description.as_str())
+        })
+    }
+
+    /// Like [`scan`](Self::scan), plus the code [`Detector`]s given: one
+    /// ordered list of findings, every secret on a line masked in every
+    /// excerpt.
+    pub fn scan_detect(
+        &self,
+        data: &[u8],
+        path: Option<&str>,
+        detectors: &[Detector],
+    ) -> Vec<Finding> {
+        let mut hits = self.hits(data, path, None);
+        if detectors.is_empty() {
+            return redact(data, path, &hits, &|ri| {
+                let r = &self.rules[ri];
+                (r.id.as_str(), r.description.as_str())
+            });
+        }
+        let n = self.rules.len();
+        for (k, d) in detectors.iter().enumerate() {
+            for span in d.find(data) {
+                hits.push(Hit {
+                    rule: n + k,
+                    secret: span,
+                });
+            }
+        }
+        hits.sort_by_key(|h| (h.secret.start, h.rule));
+        hits.dedup_by(|later, first| later.secret == first.secret && !later.secret.is_empty());
+        redact(data, path, &hits, &|ri| match self.rules.get(ri) {
+            Some(r) => (r.id.as_str(), r.description.as_str()),
+            None => {
+                let d = detectors[ri - n];
+                (d.id(), d.description())
+            }
+        })
     }
 
     fn hits(&self, data: &[u8], path: Option<&str>, commit: Option<&str>) -> Vec<Hit> {
@@ -124,28 +164,49 @@ impl RuleSet {
         for &ri in &self.always {
             candidate[ri] = true;
         }
-        if !self.prefilter.is_empty() {
+        if !self.keywords.is_empty() {
             let lower = data.to_ascii_lowercase();
             let mut seen = vec![false; self.keyword_rules.len()];
-            for (g, ac) in self.prefilter.iter().enumerate() {
-                let base = g * KEYWORDS_PER_AUTOMATON;
-                let mut left = ac.patterns_len();
+            let rules = &self.keyword_rules;
+            let mark = |k: usize, seen: &mut [bool], candidate: &mut [bool]| {
+                if !seen[k] {
+                    seen[k] = true;
+                    for &ri in &rules[k] {
+                        candidate[ri] = true;
+                    }
+                }
+            };
+            for (ac, index) in &self.prefilter {
+                let mut left = index.len();
                 let mut at = 0;
                 while left > 0 && at < lower.len() {
                     let Some(m) = ac.find(Input::new(&lower).span(at..lower.len())) else {
                         break;
                     };
                     at = m.start() + 1;
-                    let k = base + m.pattern().as_usize();
+                    let k = index[m.pattern().as_usize()];
                     for k in std::iter::once(k).chain(self.implied[k].iter().copied()) {
-                        if !seen[k] {
-                            seen[k] = true;
-                            left = left.saturating_sub(usize::from(
-                                (base..base + ac.patterns_len()).contains(&k),
-                            ));
-                            for &ri in &self.keyword_rules[k] {
-                                candidate[ri] = true;
-                            }
+                        if !seen[k] && index.contains(&k) {
+                            left -= 1;
+                        }
+                        mark(k, &mut seen, &mut candidate);
+                    }
+                }
+            }
+            for bytes in self.punct_bytes.chunks(3) {
+                let hits: Box<dyn Iterator<Item = usize>> = match *bytes {
+                    [a] => Box::new(memchr::memchr_iter(a, &lower)),
+                    [a, b] => Box::new(memchr::memchr2_iter(a, b, &lower)),
+                    [a, b, c] => Box::new(memchr::memchr3_iter(a, b, c, &lower)),
+                    _ => Box::new(std::iter::empty()),
+                };
+                for pos in hits {
+                    for &(off, k) in &self.punct[lower[pos] as usize] {
+                        if !seen[k]
+                            && pos >= off
+                            && lower[pos - off..].starts_with(self.keywords[k].as_bytes())
+                        {
+                            mark(k, &mut seen, &mut candidate);
                         }
                     }
                 }
@@ -305,12 +366,17 @@ fn line_of(data: &[u8], at: usize) -> Range<usize> {
     start..end
 }
 
-fn redact(data: &[u8], path: Option<&str>, hits: &[Hit], set: &RuleSet) -> Vec<Finding> {
+fn redact<'a>(
+    data: &[u8],
+    path: Option<&str>,
+    hits: &[Hit],
+    label: &dyn Fn(usize) -> (&'a str, &'a str),
+) -> Vec<Finding> {
     let mut out = Vec::with_capacity(hits.len());
     let mut line_no = 1usize;
     let mut counted = 0usize;
     for h in hits {
-        let rule = &set.rules[h.rule];
+        let (rule_id, description) = label(h.rule);
         let at = h.secret.start;
         line_no += data[counted..at].iter().filter(|&&b| b == b'\n').count();
         counted = at;
@@ -351,11 +417,11 @@ fn redact(data: &[u8], path: Option<&str>, hits: &[Hit], set: &RuleSet) -> Vec<F
             excerpt.push('…');
         }
         if h.secret.is_empty() {
-            excerpt = format!("file name matches {}", rule.id);
+            excerpt = format!("file name matches {rule_id}");
         }
         out.push(Finding {
-            rule_id: rule.id.clone(),
-            description: rule.description.clone(),
+            rule_id: rule_id.to_owned(),
+            description: description.to_owned(),
             path: path.map(str::to_owned),
             line: line_no,
             column: at - line.start + 1,

@@ -336,6 +336,342 @@ fn cases() -> Vec<(&'static str, Vec<String>, Vec<String>)> {
             ],
         ),
     ]
+    .into_iter()
+    .chain(vendor_cases())
+    .collect()
+}
+
+const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
+const LETTERS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const UPPERNUM: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+const LOWERNUM: &str = "abcdefghijklmnopqrstuvwxyz0123456789";
+const BECH32: &str = "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L";
+
+/// The prefixed vendor tokens: `(id, [prefix, body…] pieces of a true
+/// positive, near misses)`. Prefixes are split so no literal here is
+/// token-shaped.
+fn vendor_cases() -> Vec<(&'static str, Vec<String>, Vec<String>)> {
+    let c = |p: &[&str]| p.concat();
+    let one = |id, pos: String, miss: String| (id, vec![pos], vec![miss]);
+    vec![
+        one(
+            "slack-app-token",
+            c(&[
+                "xapp",
+                "-1-A",
+                &rnd(40, UPPERNUM, 10),
+                "-1234567890123-",
+                &rnd(41, HEX, 64),
+            ]),
+            c(&["xapp", "-1-short"]),
+        ),
+        one(
+            "stripe-webhook-secret",
+            c(&["whsec", "_", &rnd(42, ALNUM, 32)]),
+            c(&["whsec", "_", "abc"]),
+        ),
+        one(
+            "openai-project-key",
+            c(&["sk-", "proj-", &rnd(43, B64URL, 120)]),
+            c(&["sk-", "proj-", &rnd(43, ALNUM, 30)]),
+        ),
+        one(
+            "openrouter-api-key",
+            c(&["sk-or", "-v1-", &rnd(44, HEX, 64)]),
+            c(&["sk-or", "-v1-", &rnd(44, HEX, 20)]),
+        ),
+        one(
+            "huggingface-token",
+            c(&["hf", "_", &rnd(45, LETTERS, 34)]),
+            c(&["hf", "_", &rnd(45, LETTERS, 12)]),
+        ),
+        one(
+            "groq-api-key",
+            c(&["gsk", "_", &rnd(46, ALNUM, 52)]),
+            c(&["gsk", "_", &rnd(46, ALNUM, 20)]),
+        ),
+        one(
+            "xai-api-key",
+            c(&["xai", "-", &rnd(47, ALNUM, 80)]),
+            c(&["xai", "-", "grok"]),
+        ),
+        one(
+            "perplexity-api-key",
+            c(&["pplx", "-", &rnd(48, ALNUM, 48)]),
+            c(&["pplx", "-", &rnd(48, ALNUM, 10)]),
+        ),
+        one(
+            "replicate-api-token",
+            c(&["r8", "_", &rnd(49, ALNUM, 37)]),
+            c(&["r8", "_", &rnd(49, ALNUM, 10)]),
+        ),
+        one(
+            "langsmith-api-key",
+            c(&["lsv2", "_pt_", &rnd(50, HEX, 32), "_", &rnd(51, HEX, 10)]),
+            c(&["lsv2", "_pt_", "abc"]),
+        ),
+        one(
+            "gcp-oauth-client-secret",
+            c(&["GOCSPX", "-", &rnd(52, ALNUM, 28)]),
+            c(&["GOCSPX", "-", "short"]),
+        ),
+        one(
+            "gcp-oauth-access-token",
+            c(&["ya29", ".", &rnd(53, B64URL, 60)]),
+            c(&["ya29", ".", "abc"]),
+        ),
+        one(
+            "azure-storage-key",
+            c(&[
+                "DefaultEndpointsProtocol=https;AccountName=x;Account",
+                "Key=",
+                &rnd(54, B64, 86),
+                "==;",
+            ]),
+            c(&["Account", "Key=", "abc=="]),
+        ),
+        one(
+            "azure-ad-client-secret",
+            c(&[
+                "value = '",
+                &rnd(55, ALNUM, 3),
+                "8Q",
+                "~",
+                &rnd(56, ALNUM, 34),
+                "'",
+            ]),
+            c(&["a~b 8Q", "~x"]),
+        ),
+        one(
+            "digitalocean-token",
+            c(&["dop", "_v1_", &rnd(57, HEX, 64)]),
+            c(&["dop", "_v1_", &rnd(57, HEX, 20)]),
+        ),
+        one(
+            "sendgrid-api-key",
+            c(&["SG", ".", &rnd(58, ALNUM, 22), ".", &rnd(59, ALNUM, 43)]),
+            c(&["msg", ".", "content"]),
+        ),
+        one(
+            "mailgun-api-key",
+            c(&["key", "-", &rnd(60, HEX, 32)]),
+            c(&["api", "-", "key", "-", "name"]),
+        ),
+        one(
+            "shopify-token",
+            c(&["shpat", "_", &rnd(62, HEX, 32)]),
+            c(&["shpat", "_", "abc"]),
+        ),
+        one(
+            "atlassian-api-token",
+            c(&["ATATT", "3", &rnd(63, ALNUM, 186)]),
+            c(&["ATATT", "3", "xyz"]),
+        ),
+        one(
+            "bitbucket-app-password",
+            c(&["ATBB", &rnd(64, ALNUM, 32)]),
+            c(&["ATBB", "short"]),
+        ),
+        one(
+            "linear-api-key",
+            c(&["lin", "_api_", &rnd(65, ALNUM, 40)]),
+            c(&["lin", "_api_", "x"]),
+        ),
+        one(
+            "notion-token",
+            c(&["ntn", "_", &rnd(66, ALNUM, 46)]),
+            c(&["secret", "_", "name"]),
+        ),
+        one(
+            "postman-api-key",
+            c(&["PMAK", "-", &rnd(67, HEX, 24), "-", &rnd(68, HEX, 34)]),
+            c(&["PMAK", "-", "abc"]),
+        ),
+        one(
+            "databricks-token",
+            c(&["dapi", &rnd(69, HEX, 32)]),
+            c(&["dapi", "version"]),
+        ),
+        one(
+            "doppler-token",
+            c(&["dp", ".pt.", &rnd(70, ALNUM, 43)]),
+            c(&["dp", ".pt.", "x"]),
+        ),
+        one(
+            "vault-token",
+            c(&["hvs", ".", &rnd(71, ALNUM, 90)]),
+            c(&["hvs", ".", "short"]),
+        ),
+        one(
+            "terraform-cloud-token",
+            c(&[&rnd(72, ALNUM, 14), ".atlas", "v1.", &rnd(73, ALNUM, 67)]),
+            c(&["x.atlas", "v1.", "y"]),
+        ),
+        one(
+            "pulumi-access-token",
+            c(&["pul", "-", &rnd(74, HEX, 40)]),
+            c(&["pul", "-", "request"]),
+        ),
+        one(
+            "grafana-token",
+            c(&["glsa", "_", &rnd(75, ALNUM, 32), "_", &rnd(76, HEX, 8)]),
+            c(&["glsa", "_", "x"]),
+        ),
+        one(
+            "newrelic-api-key",
+            c(&["NRAK", "-", &rnd(77, UPPERNUM, 27)]),
+            c(&["NRAK", "-", "X"]),
+        ),
+        one(
+            "sentry-token",
+            c(&["sntrys", "_", &rnd(78, B64, 120)]),
+            c(&["sntrys", "_", "x"]),
+        ),
+        one(
+            "rubygems-api-key",
+            c(&["rubygems", "_", &rnd(79, HEX, 48)]),
+            c(&["rubygems", "_", "org"]),
+        ),
+        one(
+            "nuget-api-key",
+            c(&["oy2", &rnd(80, LOWERNUM, 43)]),
+            c(&["oy2", "abc"]),
+        ),
+        one(
+            "dockerhub-token",
+            c(&["dckr", "_pat_", &rnd(81, B64URL, 27)]),
+            c(&["dckr", "_pat_", "x"]),
+        ),
+        one(
+            "flyio-token",
+            c(&["fm2", "_", &rnd(82, B64, 120)]),
+            c(&["fm2", "_", "x"]),
+        ),
+        one(
+            "supabase-token",
+            c(&["sbp", "_", &rnd(83, HEX, 40)]),
+            c(&["sbp", "_", "x"]),
+        ),
+        one(
+            "vercel-token",
+            c(&["vcp", "_", &rnd(84, ALNUM, 50)]),
+            c(&["vcp", "_", "x"]),
+        ),
+        one(
+            "netlify-token",
+            c(&["nfp", "_", &rnd(85, ALNUM, 36)]),
+            c(&["nfp", "_", "x"]),
+        ),
+        one(
+            "heroku-api-key",
+            c(&["HRKU", "-", &rnd(86, B64URL, 40)]),
+            c(&["HRKU", "-", "x"]),
+        ),
+        one(
+            "telegram-bot-token",
+            c(&["bot", "1234567890", ":AA", &rnd(87, B64URL, 33), " "]),
+            c(&["12:", "AA", "x"]),
+        ),
+        one(
+            "discord-webhook",
+            c(&[
+                "https://discord",
+                ".com/api/webhooks/",
+                "123456789012345678",
+                "/",
+                &rnd(88, B64URL, 68),
+            ]),
+            c(&["https://discord", ".com/api/webhooks/", "1/x"]),
+        ),
+        one(
+            "square-token",
+            c(&["sq0atp", "-", &rnd(89, B64URL, 22)]),
+            c(&["sq0atp", "-", "x"]),
+        ),
+        one(
+            "age-secret-key",
+            c(&["AGE-SECRET", "-KEY-1", &rnd(90, BECH32, 58)]),
+            c(&["AGE-SECRET", "-KEY-1", "QQ"]),
+        ),
+        one(
+            "putty-private-key",
+            c(&[
+                "PuTTY-User",
+                "-Key-File-3: ssh-ed25519\nEncryption: none\nComment: me\nPublic-Lines: 2\n",
+            ])
+            .replace("\\n", "\n"),
+            c(&[
+                "PuTTY-User",
+                "-Key-File-3: ssh-ed25519 (mentioned in prose)",
+            ]),
+        ),
+        one(
+            "jfrog-api-key",
+            c(&["AKCp", &rnd(91, ALNUM, 69)]),
+            c(&["AKCp", "x"]),
+        ),
+        one(
+            "alibaba-access-key-id",
+            c(&["LTAI", &rnd(92, ALNUM, 20)]),
+            c(&["LTAI", "x"]),
+        ),
+        one(
+            "tencent-secret-id",
+            c(&["AKID", &rnd(93, ALNUM, 32)]),
+            c(&["AKID", "x"]),
+        ),
+        one(
+            "sourcegraph-token",
+            c(&["sgp", "_", &rnd(94, HEX, 40)]),
+            c(&["sgp", "_", "x"]),
+        ),
+        one(
+            "planetscale-token",
+            c(&["pscale", "_tkn_", &rnd(95, ALNUM, 43)]),
+            c(&["pscale", "_tkn_", "x"]),
+        ),
+        one(
+            "dynatrace-token",
+            c(&[
+                "dt0c01",
+                ".",
+                &rnd(96, UPPERNUM, 24),
+                ".",
+                &rnd(97, UPPERNUM, 64),
+            ]),
+            c(&["dt0c01", ".", "X"]),
+        ),
+        one(
+            "mapbox-secret-token",
+            c(&[
+                "sk",
+                ".eyJ",
+                &rnd(98, B64URL, 60),
+                ".",
+                &rnd(99, B64URL, 22),
+            ]),
+            c(&["sk", ".eyJ", "x"]),
+        ),
+        one(
+            "firebase-cloud-messaging-key",
+            c(&[
+                "AAAA",
+                &rnd(100, B64URL, 7),
+                ":APA91b",
+                &rnd(101, B64URL, 134),
+            ]),
+            c(&["AAAA", "x:APA91b", "y"]),
+        ),
+    ]
+    .into_iter()
+    .map(|(id, pos, miss)| {
+        (
+            id,
+            pos,
+            miss.into_iter().chain([rnd(7, LOWER, 40)]).collect(),
+        )
+    })
+    .collect()
 }
 
 #[test]

@@ -75,6 +75,7 @@ fn files_in(dir: &std::path::Path) -> Settings {
         system_roots: false,
         limits: Limits::default(),
         dlp: crate::dlp::DlpSettings::default(),
+        inbound: crate::inbound::InboundAction::Off,
         tokens_dir: None,
     }
 }

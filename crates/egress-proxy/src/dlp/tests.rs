@@ -8,7 +8,8 @@ use manifest::RequestHost;
 use proptest::prelude::*;
 
 use super::{
-    BATCH, BoxError, Dlp, DlpAction, DlpBody, DlpError, DlpHit, DlpSettings, HOLD_BACK, Place,
+    BATCH, BoxError, Detector, Dlp, DlpAction, DlpBody, DlpError, DlpHit, DlpSettings, HOLD_BACK,
+    Place, UNDECODABLE, parse_detector,
 };
 use crate::decision::decode_query as percent_decode;
 
@@ -38,6 +39,7 @@ fn dlp(action: DlpAction, exempt: &[&str]) -> Arc<Dlp> {
             action,
             rules: None,
             exempt: exempt.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
         })
         .expect("valid settings"),
     )
@@ -135,6 +137,7 @@ fn bad_exempt_hosts_and_rule_files_are_named() {
         action: DlpAction::Block,
         rules: None,
         exempt: vec!["api.example.com".into(), "bad host!".into()],
+        ..Default::default()
     })
     .unwrap_err();
     assert!(matches!(e, DlpError::ExemptHost { .. }), "{e}");
@@ -147,6 +150,7 @@ fn bad_exempt_hosts_and_rule_files_are_named() {
         action: DlpAction::Warn,
         rules: Some(file.clone()),
         exempt: vec![],
+        ..Default::default()
     })
     .unwrap_err()
     .to_string();
@@ -157,6 +161,7 @@ fn bad_exempt_hosts_and_rule_files_are_named() {
         action: DlpAction::Off,
         rules: Some(dir.path().join("missing.toml")),
         exempt: vec![],
+        ..Default::default()
     })
     .expect("off reads nothing");
     assert_eq!(off.rule_count(), 0);
@@ -180,10 +185,18 @@ fn head_scan_finds_secrets_in_the_url_and_headers() {
     let d = dlp(DlpAction::Block, &[]);
     let key = aws_key(1);
     let clean = HeaderMap::new();
-    assert_eq!(d.scan_head("/v1/items?page=2", &clean), None);
+    assert_eq!(
+        d.scan_head(&host("api.test"), "api.test", "/v1/items?page=2", &clean),
+        None
+    );
 
     let hit = d
-        .scan_head(&format!("/upload?k={key}"), &clean)
+        .scan_head(
+            &host("api.test"),
+            "api.test",
+            &format!("/upload?k={key}"),
+            &clean,
+        )
         .expect("key in the query");
     assert_eq!(hit.place, Place::Url);
     assert_eq!(hit.rule_id, "aws-access-key-id");
@@ -196,13 +209,17 @@ fn head_scan_finds_secrets_in_the_url_and_headers() {
 
     // Percent-encoding one character does not hide it.
     let encoded = format!("/x?k=%{:02X}{}", key.as_bytes()[0], &key[1..]);
-    let hit = d.scan_head(&encoded, &clean).expect("encoded key");
+    let hit = d
+        .scan_head(&host("api.test"), "api.test", &encoded, &clean)
+        .expect("encoded key");
     assert_eq!(hit.place, Place::Url);
 
     let mut h = HeaderMap::new();
     h.insert("accept", HeaderValue::from_static("*/*"));
     h.insert("x-note", HeaderValue::from_str(&key).expect("header value"));
-    let hit = d.scan_head("/", &h).expect("key in a header");
+    let hit = d
+        .scan_head(&host("api.test"), "api.test", "/", &h)
+        .expect("key in a header");
     assert_eq!(hit.place, Place::Header("x-note".into()));
     assert!(hit.summary().contains("header x-note"), "{}", hit.summary());
 }
@@ -301,5 +318,256 @@ proptest! {
         let hit = out.hit.expect("hit recorded");
         prop_assert_eq!(hit.offset, at);
         prop_assert_eq!(&out.forwarded[..], &data[..out.forwarded.len()]);
+    }
+}
+
+fn dlp_with(action: DlpAction, detectors: &[(Detector, DlpAction)]) -> Arc<Dlp> {
+    Arc::new(
+        Dlp::load(&DlpSettings {
+            action,
+            detectors: detectors.to_vec(),
+            ..Default::default()
+        })
+        .expect("valid settings"),
+    )
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn head_scan_reads_encoded_split_and_host_data() {
+    let d = dlp(DlpAction::Block, &[]);
+    let key = aws_key(21);
+    let clean = HeaderMap::new();
+    let b64 = data_encoding::BASE64URL_NOPAD.encode(key.as_bytes());
+    let hit = d
+        .scan_head(
+            &host("api.test"),
+            "api.test",
+            &format!("/s?q={b64}"),
+            &clean,
+        )
+        .expect("base64 in the query");
+    assert_eq!(hit.dressing, "base64");
+    assert!(
+        hit.summary().contains("hidden by base64"),
+        "{}",
+        hit.summary()
+    );
+
+    let (a, b) = key.split_at(9);
+    let hit = d
+        .scan_head(
+            &host("api.test"),
+            "api.test",
+            &format!("/s?p1={a}&p2={b}"),
+            &clean,
+        )
+        .expect("split across parameters");
+    assert_eq!(hit.place, Place::UrlJoined);
+    let hit = d
+        .scan_head(
+            &host("api.test"),
+            "api.test",
+            &format!("/{a}/{b}/x"),
+            &clean,
+        )
+        .expect("split across segments");
+    assert_eq!(hit.place, Place::UrlJoined);
+
+    let mut h = HeaderMap::new();
+    h.insert("x-part-1", HeaderValue::from_str(a).expect("value"));
+    h.insert("x-part-2", HeaderValue::from_str(b).expect("value"));
+    let hit = d
+        .scan_head(&host("api.test"), "api.test", "/", &h)
+        .expect("split across headers");
+    assert_eq!(hit.place, Place::HeadersJoined);
+
+    let sub = hex(&key);
+    let name = format!("{}.{}.wild.test", &sub[..20], &sub[20..]);
+    let hit = d
+        .scan_head(&host(&name), "*.wild.test", "/", &clean)
+        .expect("data in the host name");
+    assert_eq!(hit.place, Place::Host);
+    assert!(!hit.excerpt.contains(&sub[..20]), "{}", hit.excerpt);
+    assert_eq!(
+        d.scan_head(&host("cdn.wild.test"), "*.wild.test", "/", &clean),
+        None
+    );
+}
+
+#[test]
+fn detectors_carry_their_own_action() {
+    let card = "4111 1111 1111 1111";
+    let off = dlp_with(DlpAction::Block, &[]);
+    assert_eq!(off.scan_message(card.as_bytes()), None, "opt-in only");
+    let warn = dlp_with(
+        DlpAction::Block,
+        &[(Detector::PaymentCard, DlpAction::Warn)],
+    );
+    let hit = warn.scan_message(card.as_bytes()).expect("found");
+    assert_eq!(
+        (hit.rule_id.as_str(), hit.action),
+        ("payment-card", DlpAction::Warn)
+    );
+    let block = dlp_with(
+        DlpAction::Warn,
+        &[(Detector::PaymentCard, DlpAction::Block)],
+    );
+    assert_eq!(
+        block.scan_message(card.as_bytes()).expect("found").action,
+        DlpAction::Block
+    );
+    // A detector alone turns scanning on, even with dlp_action off.
+    let only = dlp_with(DlpAction::Off, &[(Detector::Iban, DlpAction::Block)]);
+    assert!(only.covers(&host("api.test")));
+    assert_eq!(only.scan_message(aws_key(1).as_bytes()), None);
+}
+
+#[test]
+fn detector_flags_parse_with_readable_errors() {
+    assert_eq!(
+        parse_detector("iban=warn"),
+        Ok((Detector::Iban, DlpAction::Warn))
+    );
+    assert!(parse_detector("iban").unwrap_err().contains("ID=ACTION"));
+    assert!(
+        parse_detector("cards=block")
+            .unwrap_err()
+            .contains("payment-card")
+    );
+    assert!(
+        parse_detector("env-dump=block").is_err(),
+        "env-dump follows dlp_action"
+    );
+    assert!(
+        parse_detector("iban=deny")
+            .unwrap_err()
+            .contains("off, warn or block")
+    );
+}
+
+fn run_with(dlp: Arc<Dlp>, headers: &[(&str, &str)], chunks: Vec<Vec<u8>>) -> Outcome {
+    let frames: Vec<Result<Frame<Bytes>, BoxError>> = chunks
+        .into_iter()
+        .map(|c| Ok(Frame::data(Bytes::from(c))))
+        .collect();
+    let inner = StreamBody::new(futures_util::stream::iter(frames));
+    let slot = Arc::new(OnceLock::new());
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    let mut body =
+        DlpBody::new(inner, dlp, slot.clone(), "h.test".into(), "/p".into()).for_request(&h);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut out = Outcome {
+            forwarded: Vec::new(),
+            trailers: None,
+            error: None,
+            hit: None,
+        };
+        while let Some(f) = body.frame().await {
+            match f {
+                Ok(f) => {
+                    if let Ok(d) = f.into_data() {
+                        out.forwarded.extend_from_slice(&d);
+                    }
+                }
+                Err(e) => {
+                    out.error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        out.hit = slot.get().cloned();
+        out
+    })
+}
+
+#[test]
+fn json_fields_joined_and_encoded_values_are_found_in_bodies() {
+    let key = aws_key(23);
+    let (a, b) = key.split_at(11);
+    let body = format!("{{\"part1\": \"{a}\", \"part2\": \"{b}\", \"n\": 1}}");
+    let out = run_with(
+        dlp(DlpAction::Block, &[]),
+        &[("content-type", "application/json")],
+        vec![body.into_bytes()],
+    );
+    assert!(out.error.is_some() && out.forwarded.is_empty());
+    assert_eq!(out.hit.expect("hit").rule_id, "aws-access-key-id");
+
+    let escaped: String = key.bytes().map(|c| format!("\\u{c:04x}")).collect();
+    let body = format!("{{\"note\": \"{escaped}\"}}");
+    let out = run_with(dlp(DlpAction::Block, &[]), &[], vec![body.into_bytes()]);
+    assert_eq!(out.hit.expect("hit").dressing, "escapes");
+}
+
+#[test]
+fn compressed_bodies_are_decoded_held_and_refused_when_undecodable() {
+    use std::io::Write;
+    let key = aws_key(25);
+    let mut data = filler(300_000);
+    data.extend_from_slice(format!(" {key} ").as_bytes());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&data).expect("write");
+    let gz = gz.finish().expect("finish");
+    let out = run_with(
+        dlp(DlpAction::Block, &[]),
+        &[("content-encoding", "gzip")],
+        split(&gz, &[1000]),
+    );
+    assert!(
+        out.forwarded.is_empty(),
+        "nothing of a compressed body leaves before the scan"
+    );
+    let hit = out.hit.expect("found through gzip");
+    assert_eq!(hit.offset, 300_001);
+
+    // A clean compressed body goes out byte for byte.
+    let mut gz2 = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz2.write_all(&filler(200_000)).expect("write");
+    let gz2 = gz2.finish().expect("finish");
+    let out = run_with(
+        dlp(DlpAction::Block, &[]),
+        &[("content-encoding", "gzip")],
+        split(&gz2, &[777]),
+    );
+    assert_eq!(out.error, None);
+    assert_eq!(out.forwarded, gz2);
+
+    // Under block, what cannot be decoded is refused; under warn, forwarded.
+    for (enc, body) in [
+        ("gzip", b"not gzip at all".to_vec()),
+        ("compress", gz2.clone()),
+    ] {
+        let out = run_with(
+            dlp(DlpAction::Block, &[]),
+            &[("content-encoding", enc)],
+            vec![body.clone()],
+        );
+        let hit = out.hit.expect("refused");
+        assert_eq!(hit.rule_id, UNDECODABLE, "{enc}");
+        assert!(
+            hit.summary().contains("cannot be inspected"),
+            "{}",
+            hit.summary()
+        );
+        let out = run_with(
+            dlp(DlpAction::Warn, &[]),
+            &[("content-encoding", enc)],
+            vec![body.clone()],
+        );
+        assert_eq!(out.error, None, "{enc}");
+        assert_eq!(out.forwarded, body, "{enc}");
     }
 }

@@ -45,6 +45,7 @@ async fn setup(action: DlpAction, injected: &str) -> (World, TestProxy) {
         action,
         rules: None,
         exempt: vec!["*.wild.test".into()],
+        ..Default::default()
     };
     let p = w.proxy(o).await;
     (w, p)

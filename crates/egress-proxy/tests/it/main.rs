@@ -8,6 +8,7 @@ mod support;
 mod basic;
 mod binary;
 mod chain;
+mod corpus;
 mod dlp;
 mod doors;
 mod errors;

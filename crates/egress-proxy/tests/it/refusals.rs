@@ -34,6 +34,7 @@ async fn setup() -> (World, TestProxy) {
         action: DlpAction::Block,
         rules: None,
         exempt: vec![],
+        detectors: vec![],
     };
     let p = w.proxy(o).await;
     (w, p)

@@ -611,6 +611,7 @@ pub struct ProxyOpts<'a> {
     pub limits: Limits,
     pub routes_file_name: &'a str,
     pub dlp: DlpSettings,
+    pub inbound: egress_proxy::InboundAction,
     pub tokens_dir: Option<PathBuf>,
 }
 
@@ -624,6 +625,7 @@ impl<'a> ProxyOpts<'a> {
             limits: Limits::default(),
             routes_file_name: "routes.yaml",
             dlp: DlpSettings::default(),
+            inbound: egress_proxy::InboundAction::Off,
             tokens_dir: None,
         }
     }
@@ -688,6 +690,7 @@ impl World {
             system_roots: false,
             limits: opts.limits,
             dlp: opts.dlp,
+            inbound: opts.inbound,
             tokens_dir: opts.tokens_dir,
         };
         let cfg = Config::load(

@@ -97,6 +97,7 @@ async fn websocket_messages_are_scanned_and_a_blocked_one_closes_with_a_reason()
         action: DlpAction::Block,
         rules: None,
         exempt: vec![],
+        detectors: vec![],
     };
     let p = w.proxy(o).await;
     let script = w.path("ws_client.py");

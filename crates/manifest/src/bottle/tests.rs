@@ -562,3 +562,61 @@ fn bad_ports_and_opt_in_values_say_what_is_valid() {
     );
     check_err("egress:\n  allowlist: [intranet]\n", &["single-label"]);
 }
+
+#[test]
+fn inspection_keys_parse_with_defaults_and_precise_errors() {
+    use crate::bottle::{DlpAction, InjectionAction};
+    let b = bottle("{}").unwrap();
+    assert_eq!(b.egress().injection_action(), InjectionAction::Warn);
+    assert!(b.egress().dlp_detectors().entries().is_empty());
+
+    let b = bottle(
+        "egress:\n  injection_action: annotate\n  dlp_detectors: {payment_card: block, iban: warn, crypto_private_key: off}",
+    )
+    .unwrap();
+    assert_eq!(b.egress().injection_action().as_str(), "annotate");
+    assert_eq!(
+        b.egress().dlp_detectors().entries(),
+        &[
+            ("payment_card", DlpAction::Block),
+            ("iban", DlpAction::Warn)
+        ]
+    );
+    assert_eq!(
+        b.egress().dlp_detectors().flag_values(),
+        ["payment-card=block", "iban=warn"]
+    );
+
+    check_err(
+        "egress: {injection_action: strip}",
+        &[
+            "egress.injection_action",
+            "unknown injection_action \"strip\"; expected off, warn, block or annotate",
+        ],
+    );
+    check_err(
+        "egress: {dlp_detectors: {cards: block}}",
+        &[
+            "egress.dlp_detectors.cards",
+            "unknown key \"cards\"",
+            "payment_card",
+        ],
+    );
+    check_err(
+        "egress: {dlp_detectors: {iban: deny}}",
+        &[
+            "egress.dlp_detectors.iban",
+            "unknown action \"deny\" for detector iban; expected off, warn or block",
+        ],
+    );
+}
+
+#[test]
+fn a_bare_off_is_off() {
+    let b = bottle("egress:\n  injection_action: off\n  dlp_detectors:\n    iban: off\n").unwrap();
+    assert_eq!(
+        b.egress().injection_action(),
+        crate::bottle::InjectionAction::Off
+    );
+    assert!(b.egress().dlp_detectors().entries().is_empty());
+}

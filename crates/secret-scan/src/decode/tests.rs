@@ -1,0 +1,222 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn b64(s: &[u8]) -> String {
+    data_encoding::BASE64.encode(s)
+}
+
+fn b64url_nopad(s: &[u8]) -> String {
+    data_encoding::BASE64URL_NOPAD.encode(s)
+}
+
+fn hexlower(s: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(s)
+}
+
+fn pct_all(s: &[u8]) -> String {
+    s.iter().map(|b| format!("%{b:02X}")).collect()
+}
+
+fn wrap(s: &str, width: usize, nl: &str) -> String {
+    s.as_bytes()
+        .chunks(width)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect::<Vec<_>>()
+        .join(nl)
+}
+
+/// Every way one secret can be dressed, as (name, text).
+fn dressings(secret: &[u8]) -> Vec<(&'static str, String)> {
+    let hex = hexlower(secret);
+    let pairs: Vec<String> = secret.iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        ("base64", b64(secret)),
+        (
+            "base64 unpadded",
+            data_encoding::BASE64_NOPAD.encode(secret),
+        ),
+        ("base64url", data_encoding::BASE64URL.encode(secret)),
+        ("base64url unpadded", b64url_nopad(secret)),
+        (
+            "base64 wrapped 76 LF",
+            wrap(&b64(&secret.repeat(3)), 76, "\n"),
+        ),
+        (
+            "base64 wrapped 64 CRLF",
+            wrap(&b64(&secret.repeat(3)), 64, "\r\n"),
+        ),
+        (
+            "base64 wrapped JSON \\n",
+            wrap(&b64(&secret.repeat(3)), 64, "\\n"),
+        ),
+        ("base32", data_encoding::BASE32.encode(secret)),
+        (
+            "base32 lower unpadded",
+            data_encoding::BASE32_NOPAD.encode(secret).to_lowercase(),
+        ),
+        ("hex", hex.clone()),
+        ("HEX", hex.to_uppercase()),
+        ("hex colon", pairs.join(":")),
+        ("hex dash", pairs.join("-")),
+        ("hex space", pairs.join(" ")),
+        ("\\x", pairs.iter().map(|p| format!("\\x{p}")).collect()),
+        (
+            "0x list",
+            pairs
+                .iter()
+                .map(|p| format!("0x{p}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        ("percent", pct_all(secret)),
+        (
+            "\\u",
+            secret.iter().map(|b| format!("\\u{:04x}", b)).collect(),
+        ),
+        ("&#", secret.iter().map(|b| format!("&#{b};")).collect()),
+        ("&#x", secret.iter().map(|b| format!("&#x{b:x};")).collect()),
+    ]
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn found(text: &str, secret: &[u8]) -> bool {
+    decode_all(text.as_bytes())
+        .iter()
+        .any(|d| contains(&d.bytes, secret))
+}
+
+#[test]
+fn every_dressing_decodes_back() {
+    let secret = b"key=Zq3vR8xT1mK9pL2wN7yB4cF6";
+    for (name, text) in dressings(secret) {
+        for framed in [
+            text.clone(),
+            format!("{{\"data\": \"{text}\"}}"),
+            format!("q={text}&x=1"),
+            format!("lorem ipsum {text} dolor"),
+        ] {
+            assert!(found(&framed, secret), "{name}: {framed}");
+        }
+    }
+}
+
+#[test]
+fn a_stray_character_before_base64_does_not_hide_it() {
+    let secret = b"the secret phrase is longer than this";
+    for prefix in ["x", "ab", "abc"] {
+        let text = format!("{prefix}{}", data_encoding::BASE64_NOPAD.encode(secret));
+        assert!(found(&text, secret), "{prefix}: {text}");
+    }
+}
+
+#[test]
+fn gzip_inside_is_inflated() {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"hello inflated world").expect("write");
+    let z = gz.finish().expect("finish");
+    assert_eq!(inflate(&z).as_deref(), Some(&b"hello inflated world"[..]));
+    assert_eq!(inflate(b"plain text"), None);
+}
+
+#[test]
+fn plain_text_and_identifiers_decode_to_nothing_texty() {
+    let text = "The quick brown fox jumps over the lazy dog; see src/main.rs and \
+                docs/inspection.md for details. uuid 3fa85f64-5717-4562-b3fc-2c963f66afa6 \
+                mac 00:1a:2b:3c:4d:5e";
+    for d in decode_all(text.as_bytes()) {
+        assert!(!is_texty(&d.bytes), "{:?} decoded to text", d);
+    }
+}
+
+#[test]
+fn percent_layers_peel_one_at_a_time() {
+    let once = pct_all(b"abc");
+    let twice = once.replace('%', "%25");
+    let d = decode_all(twice.as_bytes());
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].bytes, once.as_bytes());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn decoders_never_panic_and_spans_are_disjoint_and_no_longer_than_input(
+        data in proptest::collection::vec(any::<u8>(), 0..2048)
+    ) {
+        let out = decode_all(&data);
+        let mut spans: Vec<_> = out.iter().map(|d| d.span.clone()).collect();
+        spans.sort_by_key(|s| s.start);
+        for w in spans.windows(2) {
+            prop_assert!(w[0].end <= w[1].start, "overlap {:?}", w);
+        }
+        for d in &out {
+            prop_assert!(d.span.end <= data.len());
+            prop_assert!(d.bytes.len() <= d.span.len() * 4, "{:?}", d);
+        }
+        let total: usize = out.iter().map(|d| d.bytes.len()).sum();
+        // Escapes can turn `&#N;` (4 bytes) into up to 4 UTF-8 bytes; every
+        // other decoder shrinks.
+        prop_assert!(total <= data.len() * 4 + 16);
+    }
+
+    #[test]
+    fn decoders_never_panic_on_encoded_looking_noise(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                Just("%4".to_owned()), Just("%41".to_owned()), Just("\\u00".to_owned()),
+                Just("\\ud83d\\ude00".to_owned()), Just("\\ud83d".to_owned()), Just("&#x".to_owned()),
+                Just("&#65;".to_owned()), Just("0x4".to_owned()), Just("0x41, ".to_owned()),
+                Just("ab:".to_owned()), Just("=".to_owned()), Just("\n".to_owned()),
+                Just("\\n".to_owned()), "[A-Za-z0-9+/_-]{1,40}",
+            ],
+            0..80,
+        )
+    ) {
+        let text = parts.concat();
+        let _ = decode_all(text.as_bytes());
+    }
+
+    #[test]
+    fn any_texty_secret_survives_any_dressing(
+        secret in "[ -~]{16,60}",
+        prefix in "[ a-z]{0,20}",
+        suffix in "[ a-z.,;]{0,20}",
+    ) {
+        for (name, text) in dressings(secret.as_bytes()) {
+            let framed = format!("{prefix} {text} {suffix}");
+            let hit = decode_all(framed.as_bytes())
+                .iter()
+                .any(|d| contains(&d.bytes, secret.as_bytes()));
+            // Space-delimited hex swallows the spaces around it only when
+            // the neighbours are hex too; everything else must decode.
+            prop_assert!(hit, "{} lost {:?} in {:?}", name, secret, framed);
+        }
+    }
+}
+
+#[test]
+fn hex_pieces_of_a_path_are_decoded() {
+    let secret = b"the secret token value 123";
+    let hex = data_encoding::HEXUPPER.encode(secret);
+    for text in [
+        format!("/obj/{hex}"),
+        format!("/obj/{hex}/raw"),
+        format!("GET /a/{hex}/{hex} x"),
+    ] {
+        assert!(found(&text, secret), "{text}");
+    }
+}
+
+#[test]
+fn json_wrapped_base64_regression() {
+    let secret = b"a aAa0 AAa   A 00A aA   aa A a+LZh`A  A AA0Aa";
+    let text = wrap(&b64(&secret.repeat(3)), 64, "\\n");
+    // `…K0xaaG…` inside the base64 is not an escape.
+    assert!(found(&text, secret));
+}
