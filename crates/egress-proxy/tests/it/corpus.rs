@@ -709,9 +709,12 @@ async fn corpus_targets_are_met_through_the_real_binary() {
         .map(String::as_str)
         .filter(|n| !n.ends_with(".wild.corpus.test") && !n.starts_with('*'))
         .collect();
-    let mut routes = String::from("version: 1\nroutes:\n  - host: \"*.wild.corpus.test\"\n");
+    // The local upstream is on loopback at a free port: the operator's
+    // opt-ins for both, on every route.
+    let opt_in = format!("    ports: [{port}]\n    allow_private: true\n");
+    let mut routes = format!("version: 1\nroutes:\n  - host: \"*.wild.corpus.test\"\n{opt_in}");
     for h in &exact {
-        routes.push_str(&format!("  - host: {h}\n"));
+        routes.push_str(&format!("  - host: {h}\n{opt_in}"));
     }
     let routes_path = w.path("corpus-routes.yaml");
     std::fs::write(&routes_path, routes).unwrap();
