@@ -408,7 +408,7 @@ async fn a_capability_approval_then_resume_runs_the_new_dockerfile_with_the_tran
             })
             .expect("launch record");
         let mut child = Command::new(bin_dir().join("launcher"))
-            .args(["resume", identity.as_str()])
+            .args(["resume", identity.as_str(), "--yes"])
             .env("CLAUDE_BOTTLE_STATE_DIR", state)
             .env("E2E_GITHUB_TOKEN", token)
             .stdin(Stdio::null())
