@@ -9,6 +9,7 @@ mod cli;
 mod compose;
 mod images;
 mod pipelock;
+mod session;
 mod upstream;
 
 use std::collections::BTreeMap;
