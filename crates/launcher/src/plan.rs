@@ -580,11 +580,7 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
                     })
                     .collect(),
                 files: vec![
-                    sidecar_file(
-                        EGRESS_ROUTES,
-                        0o644,
-                        FileSource::Text(bottle.routes_file()),
-                    ),
+                    sidecar_file(EGRESS_ROUTES, 0o644, FileSource::Text(bottle.routes_file())),
                     sidecar_file("/etc/egress-proxy/ca.crt", 0o644, FileSource::CaCert),
                     // Only the sidecar user reads the key.
                     sidecar_file("/etc/egress-proxy/ca.key", 0o400, FileSource::CaKey),

@@ -457,10 +457,7 @@ pub(crate) fn session_command(has_claude: bool, session: Session) -> (Vec<String
     match (has_claude, session) {
         (true, Session::New) => (vec!["claude".into()], None),
         (true, Session::Continue) => (vec!["claude".into(), "--continue".into()], None),
-        (false, _) => (
-            vec!["bash".into(), "-l".into()],
-            Some(NO_CLAUDE.to_owned()),
-        ),
+        (false, _) => (vec!["bash".into(), "-l".into()], Some(NO_CLAUDE.to_owned())),
     }
 }
 
