@@ -15,7 +15,7 @@ use crate::{Started, sh, start_bottle, upstream, with_run};
 
 /// Calls one supervise tool over MCP (see [`crate::MCP_SESSION`]) and
 /// prints the tool's text; waits as long as an operator may take.
-fn mcp_call_script() -> String {
+pub(crate) fn mcp_call_script() -> String {
     format!(
         "TIMEOUT = 600\n{}{}",
         crate::MCP_SESSION,
