@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use launcher::docker::Engine;
 use launcher::identity::{Component, Identity};
-use tests::{LABEL_TEST_RUN, bin_dir, engine_or_skip, leftovers, prepare_images, run_id, run_labels};
+use tests::{
+    LABEL_TEST_RUN, bin_dir, engine_or_skip, leftovers, prepare_images, run_id, run_labels,
+};
 
 use crate::{upstream, with_run};
 
@@ -143,7 +145,10 @@ async fn wait_exit(
         if let Some(s) = child.try_wait().expect("wait") {
             break s;
         }
-        assert!(Instant::now() < deadline, "the launcher did not exit within {secs} s");
+        assert!(
+            Instant::now() < deadline,
+            "the launcher did not exit within {secs} s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let rest = tokio::task::spawn_blocking(move || {
@@ -163,7 +168,10 @@ async fn wait_exit(
 fn identity_in(text: &str) -> Identity {
     let id = text
         .lines()
-        .find_map(|l| l.strip_prefix("bottle ").and_then(|r| r.split_whitespace().next()))
+        .find_map(|l| {
+            l.strip_prefix("bottle ")
+                .and_then(|r| r.split_whitespace().next())
+        })
         .unwrap_or_else(|| panic!("no `bottle <identity>` line in:\n{text}"));
     Identity::parse(id).expect("identity")
 }
@@ -183,7 +191,13 @@ async fn in_agent(engine: &Engine, identity: &Identity, script: &str) -> (Option
 
 /// Starts an MCP tool call in the agent in the background; its answer
 /// lands in `/tmp/<tag>.out`, then `/tmp/<tag>.done`.
-async fn call_tool(engine: &Engine, identity: &Identity, tag: &str, tool: &str, args: &serde_json::Value) {
+async fn call_tool(
+    engine: &Engine,
+    identity: &Identity,
+    tag: &str,
+    tool: &str,
+    args: &serde_json::Value,
+) {
     let script = format!(
         "cat > /tmp/mcp_call.py <<'PY'\n{}\nPY\ncat > /tmp/{tag}.json <<'JSON'\n{args}\nJSON\n\
          nohup sh -c 'python3 /tmp/mcp_call.py {tool} \"$(cat /tmp/{tag}.json)\" > /tmp/{tag}.out 2>&1; touch /tmp/{tag}.done' >/dev/null 2>&1 &\necho started",
@@ -205,7 +219,10 @@ async fn wait_proposal(state: &Path, needle: &str) -> String {
         {
             return p.proposal.id.to_string();
         }
-        assert!(Instant::now() < deadline, "no proposal mentioning {needle} within 120 s");
+        assert!(
+            Instant::now() < deadline,
+            "no proposal mentioning {needle} within 120 s"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -214,8 +231,12 @@ async fn wait_proposal(state: &Path, needle: &str) -> String {
 async fn wait_answer(engine: &Engine, identity: &Identity, tag: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let (code, text) =
-            in_agent(engine, identity, &format!("test -f /tmp/{tag}.done && cat /tmp/{tag}.out")).await;
+        let (code, text) = in_agent(
+            engine,
+            identity,
+            &format!("test -f /tmp/{tag}.done && cat /tmp/{tag}.out"),
+        )
+        .await;
         if code == Some(0) {
             return text;
         }
@@ -334,7 +355,14 @@ async fn approved_routes_survive_a_resume() {
         assert!(seen.contains("built with no network"), "{seen}");
         let identity = identity_in(&seen);
         let fake = format!("claude-bottle-e2e-day-{run}");
-        upstream::start(&engine, &identity.egress_network(), &fake, run_labels(&run), &pki).await;
+        upstream::start(
+            &engine,
+            &identity.egress_network(),
+            &fake,
+            run_labels(&run),
+            &pki,
+        )
+        .await;
 
         // The agent reads the Dockerfile it runs; it cannot change or replace it.
         let df = launcher::plan::CURRENT_DOCKERFILE;
@@ -358,84 +386,168 @@ async fn approved_routes_survive_a_resume() {
 
         // A route and a credential, approved during the session.
         let get = "curl -sS --max-time 20 https://notallowed.test/x";
-        let (_, out) = in_agent(&engine, &identity, &format!("{get} -o /dev/null -w '%{{http_code}}'")).await;
+        let (_, out) = in_agent(
+            &engine,
+            &identity,
+            &format!("{get} -o /dev/null -w '%{{http_code}}'"),
+        )
+        .await;
         assert_eq!(out.trim(), "403", "{out}");
-        call_tool(&engine, &identity, "route", "egress-block",
-            &serde_json::json!({"host": "notallowed.test", "justification": "e2e"})).await;
+        call_tool(
+            &engine,
+            &identity,
+            "route",
+            "egress-block",
+            &serde_json::json!({"host": "notallowed.test", "justification": "e2e"}),
+        )
+        .await;
         let id = wait_proposal(&state, "notallowed.test").await;
         let (ok, out) = output(&mut day.launcher(&["approve", &id]));
         assert!(ok, "approve: {out}");
-        assert!(wait_answer(&engine, &identity, "route").await.contains("Approved"));
+        assert!(
+            wait_answer(&engine, &identity, "route")
+                .await
+                .contains("Approved")
+        );
         let grant = format!("grant-{run}");
-        call_tool(&engine, &identity, "cred", "egress-block", &serde_json::json!({
+        call_tool(
+            &engine,
+            &identity,
+            "cred",
+            "egress-block",
+            &serde_json::json!({
             "host": "granted.test",
             "auth": {"scheme": "Bearer", "token_ref": "E2E_DAY_GRANT"},
-            "justification": "e2e"})).await;
+            "justification": "e2e"}),
+        )
+        .await;
         let id = wait_proposal(&state, "granted.test").await;
         let (ok, out) = output(
-            day.launcher(&["approve", &id, "--grant", "E2E_DAY_GRANT"]).env("E2E_DAY_GRANT", &grant),
+            day.launcher(&["approve", &id, "--grant", "E2E_DAY_GRANT"])
+                .env("E2E_DAY_GRANT", &grant),
         );
         assert!(ok, "approve --grant: {out}");
-        assert!(wait_answer(&engine, &identity, "cred").await.contains("Approved"));
+        assert!(
+            wait_answer(&engine, &identity, "cred")
+                .await
+                .contains("Approved")
+        );
         let echo = "curl -sS --max-time 20 https://granted.test/echo";
         let (_, out) = in_agent(&engine, &identity, echo).await;
         assert!(out.contains(&format!("Bearer {grant}")), "{out}");
 
         // A Dockerfile from the one the agent read.
         let proposed = format!("{current}RUN echo resumed-ok > /home/agent/added.txt\n");
-        call_tool(&engine, &identity, "cap", "capability-block",
-            &serde_json::json!({"dockerfile": proposed, "justification": "needs a file"})).await;
+        call_tool(
+            &engine,
+            &identity,
+            "cap",
+            "capability-block",
+            &serde_json::json!({"dockerfile": proposed, "justification": "needs a file"}),
+        )
+        .await;
         let id = wait_proposal(&state, "resumed-ok").await;
         // The fake upstream leaves the bottle's network before it goes.
-        engine.remove_container(&fake).await.expect("remove fake upstream");
+        engine
+            .remove_container(&fake)
+            .await
+            .expect("remove fake upstream");
         let (ok, out) = output(&mut day.launcher(&["approve", &id, "--note", "go"]));
         assert!(ok, "approve capability: {out}");
         let (status, rest) = wait_exit(start, rx, 120).await;
         assert!(status.success(), "start exited {status}: {rest}");
-        assert!(rest.contains(&format!("  launcher resume {identity}")), "start's last words: {rest}");
+        assert!(
+            rest.contains(&format!("  launcher resume {identity}")),
+            "start's last words: {rest}"
+        );
         assert!(!rest.contains("teardown:"), "{rest}");
-        let saved = std::fs::read_to_string(state.join(identity.as_str()).join("routes.yaml")).expect("routes kept");
-        assert!(saved.contains("notallowed.test") && saved.contains("granted.test") && !saved.contains(&grant), "{saved}");
+        let saved = std::fs::read_to_string(state.join(identity.as_str()).join("routes.yaml"))
+            .expect("routes kept");
+        assert!(
+            saved.contains("notallowed.test")
+                && saved.contains("granted.test")
+                && !saved.contains(&grant),
+            "{saved}"
+        );
 
         // `list` shows the preserved state with the command.
         let (ok, out) = output(&mut day.launcher(&["list"]));
-        assert!(ok && out.contains(&format!("launcher resume {identity}")), "list: {out}");
-        let (ok, out) = output(&mut day.launcher(&["list", "--format", "json"]));
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{ok} {e}: {out}"));
         assert!(
-            v["preserved"].as_array().is_some_and(|p| p.iter().any(|x| x["identity"] == identity.as_str())),
+            ok && out.contains(&format!("launcher resume {identity}")),
+            "list: {out}"
+        );
+        let (ok, out) = output(&mut day.launcher(&["list", "--format", "json"]));
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{ok} {e}: {out}"));
+        assert!(
+            v["preserved"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|x| x["identity"] == identity.as_str())),
             "{v}"
         );
 
         // Without the granted credential exported, the resume stops by its name.
         let (ok, out) = output(&mut day.launcher(&["resume", identity.as_str(), "--yes"]));
         assert!(!ok && out.contains("E2E_DAY_GRANT"), "{out}");
-        assert!(state.join(identity.as_str()).join(".preserve").exists(), "a failed resume keeps the state");
+        assert!(
+            state.join(identity.as_str()).join(".preserve").exists(),
+            "a failed resume keeps the state"
+        );
 
         let (resume, rx) = spawn(
-            day.launcher(&["resume", identity.as_str(), "--yes"]).env("E2E_DAY_GRANT", &grant),
+            day.launcher(&["resume", identity.as_str(), "--yes"])
+                .env("E2E_DAY_GRANT", &grant),
             "resume",
         );
         let (rx, seen) = wait_line(rx, "resumed from", 400).await;
-        assert!(seen.contains("notallowed.test") && seen.contains("granted.test"), "the preflight shows the restored routes: {seen}");
+        assert!(
+            seen.contains("notallowed.test") && seen.contains("granted.test"),
+            "the preflight shows the restored routes: {seen}"
+        );
         assert!(seen.contains("no network"), "{seen}");
-        upstream::start(&engine, &identity.egress_network(), &fake, run_labels(&run), &pki).await;
+        upstream::start(
+            &engine,
+            &identity.egress_network(),
+            &fake,
+            run_labels(&run),
+            &pki,
+        )
+        .await;
         let (_, out) = in_agent(&engine, &identity, "cat /home/agent/added.txt").await;
         assert_eq!(out.trim(), "resumed-ok");
-        let (_, out) = in_agent(&engine, &identity, &format!("{get} -o /dev/null -w '%{{http_code}}'")).await;
-        assert_eq!(out.trim(), "200", "the approved route is live after the resume: {out}");
+        let (_, out) = in_agent(
+            &engine,
+            &identity,
+            &format!("{get} -o /dev/null -w '%{{http_code}}'"),
+        )
+        .await;
+        assert_eq!(
+            out.trim(),
+            "200",
+            "the approved route is live after the resume: {out}"
+        );
         let (_, out) = in_agent(&engine, &identity, echo).await;
-        assert!(out.contains(&format!("Bearer {grant}")), "the granted credential after the resume: {out}");
+        assert!(
+            out.contains(&format!("Bearer {grant}")),
+            "the granted credential after the resume: {out}"
+        );
         let (_, out) = in_agent(&engine, &identity, &format!("cat {df}")).await;
         assert_eq!(out, proposed, "the agent reads the Dockerfile it now runs");
 
         // `stop` ends the waiting resume cleanly.
-        engine.remove_container(&fake).await.expect("remove fake upstream");
+        engine
+            .remove_container(&fake)
+            .await
+            .expect("remove fake upstream");
         let (ok, out) = output(&mut day.launcher(&["stop", identity.as_str()]));
         assert!(ok, "stop: {out}");
         let (status, rest) = wait_exit(resume, rx, 120).await;
-        assert!(!rest.contains("teardown:") && !rest.contains("error"), "resume after stop: {rest}");
-        assert_eq!(status.code(), Some(130), "{rest}");
+        assert!(
+            !rest.contains("teardown:") && !rest.contains("error"),
+            "resume after stop: {rest}"
+        );
+        // Like `start`, a session ended by a signal is a normal end.
+        assert!(status.success(), "{status}: {rest}");
         assert!(leftovers(&engine, &run).await.is_empty(), "objects left");
         assert!(!state.join(identity.as_str()).exists(), "state left");
     })
