@@ -193,6 +193,9 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
         &cwd_now,
         home.as_deref(),
     )?;
+    if let Some(hint) = load::predecessor_hint(&loaded.located, home.as_deref()) {
+        eprintln!("{hint}");
+    }
     let Some(agent) = loaded.manifest.agent(&args.agent).cloned() else {
         let names: Vec<&str> = loaded
             .manifest
