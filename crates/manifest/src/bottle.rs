@@ -352,10 +352,12 @@ const ROLES_RECIPE: &str =
 /// the route's own values moved under `auth`.
 fn flat_auth_recipe(route: &Node) -> String {
     let text = |key: &str| match &route.value {
-        Value::Map(entries) => entries.iter().find_map(|(k, v)| match (&k.value, &v.value) {
-            (Value::Str(k), Value::Str(v)) if k == key => Some(v.clone()),
-            _ => None,
-        }),
+        Value::Map(entries) => entries
+            .iter()
+            .find_map(|(k, v)| match (&k.value, &v.value) {
+                (Value::Str(k), Value::Str(v)) if k == key => Some(v.clone()),
+                _ => None,
+            }),
         _ => None,
     };
     // `header` (a raw token) and `scheme` exclude each other.

@@ -527,9 +527,8 @@ fn the_predecessors_flat_route_auth_fails_with_the_nested_form_of_its_values() {
         assert!(err.contains(&format!("routes[0].{key}:")), "{key}: {err}");
     }
     assert!(
-        err.lines().all(|l| l.contains(
-            "`auth: {header: X-Api-Key, token_ref: EXAMPLE_TOKEN}`"
-        )),
+        err.lines()
+            .all(|l| l.contains("`auth: {header: X-Api-Key, token_ref: EXAMPLE_TOKEN}`")),
         "{err}"
     );
     // The nested form of the same route parses.
