@@ -1,7 +1,8 @@
 //! End-to-end tests of whole bottles against a real Docker engine, and the
 //! harness they share.
 //!
-//! Is: the harness (engine probe with a printed skip, run-id labels and
+//! Is: the harness (engine probe that fails with the install hint unless
+//! skips are allowed, run-id labels and
 //! removal by label before and after each test, daemon binaries and images
 //! prepared once, a fake upstream container with a test CA) used by the
 //! tests in `tests/tests/e2e/`.
