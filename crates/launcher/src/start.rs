@@ -544,11 +544,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<std::process::ExitCode> {
         // The agent removed under the command (a `launcher stop` that could
         // not signal this process): a stop, not a failure.
         let stopped = failure.is_some()
-            && bottle.engine().running(&bottle.agent_container()).await.is_err();
+            && bottle
+                .engine()
+                .running(&bottle.agent_container())
+                .await
+                .is_err();
         let mut progress = |l: &str| eprintln!("{l}");
         bottle.teardown(&mut progress).await;
         if stopped {
-            eprintln!("the bottle was stopped from outside (`launcher stop`) while the command ran");
+            eprintln!(
+                "the bottle was stopped from outside (`launcher stop`) while the command ran"
+            );
             return Ok(std::process::ExitCode::from(130));
         }
         if let Some(e) = failure {
