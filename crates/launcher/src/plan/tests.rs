@@ -454,6 +454,14 @@ fn skill_files_go_under_the_agents_skills_directory_with_modes() {
     );
 }
 
+/// The planned files of `c` at [`CURRENT_DOCKERFILE`].
+fn dockerfile_files(c: &ContainerPlan) -> Vec<&PlannedFile> {
+    c.files
+        .iter()
+        .filter(|f| f.path == CURRENT_DOCKERFILE)
+        .collect()
+}
+
 #[test]
 fn supervise_and_the_agent_get_the_current_dockerfile_read_only() {
     let p = plan("dev").with_current_dockerfile("FROM debian\n");
@@ -464,22 +472,14 @@ fn supervise_and_the_agent_get_the_current_dockerfile_read_only() {
         .position(|a| a == "--dockerfile")
         .expect("--dockerfile passed");
     assert_eq!(sup.cmd[i + 1], CURRENT_DOCKERFILE);
-    let f: Vec<&PlannedFile> = sup
-        .files
-        .iter()
-        .filter(|f| f.path == CURRENT_DOCKERFILE)
-        .collect();
+    let f = dockerfile_files(sup);
     assert_eq!(f.len(), 1);
     // Root-owned 0644: the sidecar user (10001) reads it, cannot change it.
     assert_eq!((f[0].mode, f[0].uid), (0o644, 0));
     assert_eq!(f[0].source, FileSource::Text("FROM debian\n".into()));
     // The agent reads the same text, root-owned 0644: it cannot change it.
     let agent = p.container(Component::Agent).expect("agent");
-    let f: Vec<&PlannedFile> = agent
-        .files
-        .iter()
-        .filter(|f| f.path == CURRENT_DOCKERFILE)
-        .collect();
+    let f = dockerfile_files(agent);
     assert_eq!(f.len(), 1);
     assert_eq!((f[0].mode, f[0].uid), (0o644, 0));
     assert_eq!(f[0].source, FileSource::Text("FROM debian\n".into()));
@@ -504,19 +504,11 @@ fn a_second_dockerfile_replaces_the_first() {
         .with_current_dockerfile("FROM b\n");
     let sup = p.container(Component::Supervise).expect("supervise");
     assert_eq!(sup.cmd.iter().filter(|a| *a == "--dockerfile").count(), 1);
-    let f: Vec<&PlannedFile> = sup
-        .files
-        .iter()
-        .filter(|f| f.path == CURRENT_DOCKERFILE)
-        .collect();
+    let f = dockerfile_files(sup);
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].source, FileSource::Text("FROM b\n".into()));
     let agent = p.container(Component::Agent).expect("agent");
-    let f: Vec<&PlannedFile> = agent
-        .files
-        .iter()
-        .filter(|f| f.path == CURRENT_DOCKERFILE)
-        .collect();
+    let f = dockerfile_files(agent);
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].source, FileSource::Text("FROM b\n".into()));
 }
