@@ -514,6 +514,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<std::process::ExitCode> {
     rt.block_on(async {
         let engine = Engine::connect().await?;
         let p = prepare(&args.bottle, Some(&engine)).await?;
+        let (identity, state) = (p.identity.clone(), p.state.clone());
         let bottle = match launch(&engine, p, rx.clone()).await {
             Ok(b) => b,
             Err(e) if interrupted(&e) => {
@@ -551,6 +552,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<std::process::ExitCode> {
                 .is_err();
         let mut progress = |l: &str| eprintln!("{l}");
         bottle.teardown(&mut progress).await;
+        print_resume_hint(&state, &identity);
         if stopped {
             eprintln!(
                 "the bottle was stopped from outside (`launcher stop`) while the command ran"
