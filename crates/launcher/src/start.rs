@@ -430,6 +430,11 @@ pub fn start(args: &StartArgs) -> anyhow::Result<std::process::ExitCode> {
         let mut progress = |l: &str| eprintln!("{l}");
         bottle.teardown(&mut progress).await;
         print_resume_hint(&state, &identity);
+        // A capability approval ends the session by design (SIGTERM from
+        // `launcher approve`): a hand-over to `resume`, not an interruption.
+        if state.is_preserved() {
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
         Ok(status)
     })
 }
