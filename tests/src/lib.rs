@@ -1,7 +1,8 @@
 //! End-to-end tests of whole bottles against a real Docker engine, and the
 //! harness they share.
 //!
-//! Is: the harness (engine probe with a printed skip, run-id labels and
+//! Is: the harness (engine probe that fails with the install hint unless
+//! skips are allowed, run-id labels and
 //! removal by label before and after each test, daemon binaries and images
 //! prepared once, a fake upstream container with a test CA) used by the
 //! tests in `tests/tests/e2e/`.
@@ -18,13 +19,30 @@ use std::time::{Duration, Instant};
 use launcher::docker::Engine;
 use launcher::images::{AgentImage, ImageOptions, ImageSet};
 
-/// Set to `1` to make a missing Docker engine a failure instead of a skip.
+/// Set to `1` to make a missing Docker engine a failure even when skips
+/// are allowed (CI sets it).
 pub const REQUIRE_DOCKER_ENV: &str = "CLAUDE_BOTTLE_REQUIRE_DOCKER";
+/// Set to `1` to let a test that cannot run (no engine, a missing tool)
+/// print `SKIP` and pass; without it such a test fails with the install
+/// hint, so a run never counts what did not run as passed.
+pub const ALLOW_SKIPS_ENV: &str = "CLAUDE_BOTTLE_ALLOW_SKIPS";
+
+/// A test that cannot run because `why`: fails with `hint`, or prints
+/// `SKIP` when [`ALLOW_SKIPS_ENV`] is `1` (and returns so the test can
+/// return).
+pub fn cannot_run(test: &str, why: &str, hint: &str) {
+    if std::env::var(ALLOW_SKIPS_ENV).as_deref() == Ok("1") {
+        eprintln!("SKIP {test}: {why} ({ALLOW_SKIPS_ENV}=1); {hint}");
+        return;
+    }
+    panic!("{test} cannot run: {why}; {hint} (or set {ALLOW_SKIPS_ENV}=1 to skip it)");
+}
 /// Label carrying a test's run id on every object it creates.
 pub const LABEL_TEST_RUN: &str = "dev.claude-bottle.test-run";
 
-/// Connects to Docker, or prints why the test is skipped and returns
-/// `None`. With `CLAUDE_BOTTLE_REQUIRE_DOCKER=1`, a missing engine panics.
+/// Connects to Docker. Without an engine the test fails with the install
+/// hint, or, with [`ALLOW_SKIPS_ENV`]`=1` (and not
+/// [`REQUIRE_DOCKER_ENV`]`=1`), prints why it is skipped and returns `None`.
 pub async fn engine_or_skip(test: &str) -> Option<Engine> {
     match Engine::connect().await {
         Ok(e) => Some(e),
@@ -32,8 +50,10 @@ pub async fn engine_or_skip(test: &str) -> Option<Engine> {
             if std::env::var(REQUIRE_DOCKER_ENV).as_deref() == Ok("1") {
                 panic!("{test}: {REQUIRE_DOCKER_ENV}=1 but no Docker engine answers: {err}");
             }
-            eprintln!(
-                "SKIP {test}: no Docker engine answers ({err}); set {REQUIRE_DOCKER_ENV}=1 to make this a failure"
+            cannot_run(
+                test,
+                &format!("no Docker engine answers ({err})"),
+                "install and start one (as root, .ci/setup.d/docker.sh does)",
             );
             None
         }

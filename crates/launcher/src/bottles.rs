@@ -21,12 +21,24 @@ pub enum Format {
     Json,
 }
 
-/// List bottles on this Docker engine.
+/// List bottles on this Docker engine, and preserved states to resume.
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// State root (default: $CLAUDE_BOTTLE_STATE_DIR or ~/.claude-bottle/state).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// A preserved state (a capability approval) no running bottle uses.
+#[derive(Debug, serde::Serialize)]
+struct Preserved {
+    identity: String,
+    agent: Option<String>,
+    state_dir: PathBuf,
+    resume: String,
 }
 
 /// Stop a bottle: remove its containers, networks and state.
@@ -81,12 +93,33 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// `launcher list`.
 pub fn list(args: &ListArgs) -> anyhow::Result<()> {
+    let root = state::root(args.state_dir.as_deref(), |k| std::env::var(k).ok())?;
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
         let found = lifecycle::find_bottles(&engine).await?;
+        let live: Vec<&str> = found.iter().map(|f| f.identity.as_str()).collect();
+        let preserved: Vec<Preserved> = state::leftovers(&root, &live)?
+            .preserved
+            .into_iter()
+            .map(|id| {
+                let st = BottleState::new(&root, &id);
+                Preserved {
+                    agent: st.metadata().ok().map(|m| m.agent),
+                    state_dir: st.dir().to_owned(),
+                    resume: format!("launcher resume {id}"),
+                    identity: id.to_string(),
+                }
+            })
+            .collect();
         let mut out = std::io::stdout().lock();
         match args.format {
-            Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&found)?)?,
+            Format::Json => writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "bottles": found, "preserved": preserved })
+                )?
+            )?,
             Format::Text => {
                 if found.is_empty() {
                     writeln!(out, "no bottles")?;
@@ -102,6 +135,16 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
                         writeln!(out, "    {name}  {st}")?;
                     }
                 }
+                for p in &preserved {
+                    writeln!(
+                        out,
+                        "{}  agent {}  preserved (an approved Dockerfile): `{}`\n    {}",
+                        p.identity,
+                        p.agent.as_deref().unwrap_or("?"),
+                        p.resume,
+                        p.state_dir.display()
+                    )?;
+                }
             }
         }
         Ok(())
@@ -113,19 +156,35 @@ pub fn stop(args: &StopArgs) -> anyhow::Result<()> {
     let identity = Identity::parse(&args.identity)?;
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
-        let removed = lifecycle::remove_by_identity(&engine, identity.as_str()).await?;
+        let before: Vec<String> = lifecycle::find_bottles(&engine)
+            .await?
+            .into_iter()
+            .filter(|f| f.identity == identity.as_str())
+            .flat_map(|f| f.containers.into_keys())
+            .collect();
+        // The launcher that runs the bottle (a `start` or a waiting `run`)
+        // is asked to stop first, so it tears down its own bottle and exits
+        // cleanly instead of failing on containers removed under it; what
+        // it leaves is removed by label.
+        launcher::capability::stop_for_resume(&engine, &identity).await?;
         let root = state::root(args.state_dir.as_deref(), |k| std::env::var(k).ok())?;
         let st = BottleState::new(&root, &identity);
         let had_state = st.dir().exists();
         st.remove_unless_preserved()?;
-        if removed.is_empty() && !had_state {
+        if before.is_empty() && !had_state {
             bail!(
                 "no bottle {identity} on this engine or in {}; see `launcher list`",
                 root.display()
             );
         }
-        for r in removed {
+        for r in before {
             println!("removed {r}");
+        }
+        if st.is_preserved() {
+            println!(
+                "state kept (preserved): {}; `launcher resume {identity}` or `launcher cleanup --preserved`",
+                st.dir().display()
+            );
         }
         Ok(())
     })

@@ -59,6 +59,10 @@ impl fmt::Debug for CaKeyPem {
 /// A bottle's CA: certificate (public) and key (egress only).
 #[derive(Clone, Debug)]
 pub struct BottleCa {
+    /// SHA-256 fingerprint of the certificate (DER), as `AB:CD:…` (the
+    /// form `openssl x509 -fingerprint -sha256` prints), so the operator
+    /// can recognise the CA a client shows.
+    pub sha256: String,
     /// PEM certificate.
     pub cert_pem: String,
     /// PEM PKCS#8 private key.
@@ -99,6 +103,7 @@ impl BottleCa {
         params.not_after = date_time_ymd(uy, um, ud);
         let cert = params.self_signed(&key).map_err(mint_err)?;
         Ok(Self {
+            sha256: fingerprint(cert.der()),
             cert_pem: cert.pem(),
             key_pem: CaKeyPem(key.serialize_pem()),
         })
@@ -116,6 +121,16 @@ fn ymd(d: jiff::civil::Date) -> Option<(i32, u8, u8)> {
         u8::try_from(d.month()).ok()?,
         u8::try_from(d.day()).ok()?,
     ))
+}
+
+/// `AB:CD:…`: the SHA-256 of `der` in uppercase hex pairs.
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! becomes the bottle's image at the next `launcher resume`.
 //!
 //! Is: validating the proposed Dockerfile again, writing it into the
-//! bottle's state directory (`Dockerfile`), snapshotting the agent's
+//! bottle's state directory (`Dockerfile`), recording the live routes
+//! (`routes.yaml`, approvals included), snapshotting the agent's
 //! Claude Code transcripts (`~/.claude/projects` → `transcript.tar`),
 //! marking the state preserved, and only then writing the `approved`
 //! decision with the Dockerfile diff. Tearing the bottle down is the
@@ -182,6 +183,17 @@ pub async fn approve_capability(
     let agent = loc.identity.container_name(Component::Agent);
     let transcript = snapshot_transcript(engine, &agent)
         .await
+        .map_err(|e| ApprovalError::Unsupported(format!("{e}; nothing was decided")))?;
+    // The routes approved during the session come back with the resume.
+    let egress = crate::apply::DockerEgress::new(
+        engine.clone(),
+        loc.identity.container_name(Component::Egress),
+    );
+    let (routes, _) = crate::apply::live_table(loc.identity.as_str(), &egress)
+        .await
+        .map_err(|e| ApprovalError::Unsupported(format!("{e}; nothing was decided")))?;
+    loc.state
+        .write_live_routes(&routes.render())
         .map_err(|e| ApprovalError::Unsupported(format!("{e}; nothing was decided")))?;
     write_file(&dir.join(DOCKERFILE), dockerfile.as_bytes())?;
     if let Some(tar) = &transcript {

@@ -228,15 +228,34 @@ impl Engine {
         labels: HashMap<String, String>,
         progress: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(), DockerError> {
-        let opts = BuildImageOptionsBuilder::default()
+        self.build_image_on(context_tar, tag, build_args, labels, None, progress)
+            .await
+    }
+
+    /// [`Engine::build_image`] with the `RUN` steps' containers on
+    /// `network` (`Some("none")`: no network at all; `None`: the engine's
+    /// default bridge).
+    pub async fn build_image_on(
+        &self,
+        context_tar: Vec<u8>,
+        tag: &str,
+        build_args: HashMap<String, String>,
+        labels: HashMap<String, String>,
+        network: Option<&str>,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), DockerError> {
+        let mut opts = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile")
             .t(tag)
             .rm(true)
             .forcerm(true)
             .pull("false")
             .buildargs(&build_args)
-            .labels(&labels)
-            .build();
+            .labels(&labels);
+        if let Some(n) = network {
+            opts = opts.networkmode(n);
+        }
+        let opts = opts.build();
         let mut stream = self
             .docker
             .build_image(opts, None, Some(body_full(context_tar.into())));

@@ -332,7 +332,7 @@ impl Bottle {
             .to_datetime(jiff::Timestamp::now())
             .date();
         let ca = BottleCa::mint(&id, today)?;
-        progress("minted the bottle CA");
+        progress(&format!("minted the bottle CA, SHA-256 {}", ca.sha256));
         let mut materials = Materials {
             ca,
             pipelock_ca: None,

@@ -39,6 +39,27 @@ pub const HOME_DIR: &str = ".claude-bottle";
 /// File names looked for in `~/.claude-bottle` (step 4).
 pub const HOME_NAMES: &[&str] = &["manifest.yaml", "manifest.yml", "manifest.json"];
 
+/// The Python predecessor's manifest in the home directory: never read
+/// (another format, outside the search order), only pointed at.
+pub const PREDECESSOR_MANIFEST: &str = "claude-bottle.json";
+
+/// When the search found nothing (the embedded default runs) but the
+/// predecessor's `~/claude-bottle.json` exists: what to tell the operator.
+pub fn predecessor_hint(located: &Located, home: Option<&Path>) -> Option<String> {
+    if located.source != Source::Embedded {
+        return None;
+    }
+    let old = home?.join(PREDECESSOR_MANIFEST);
+    old.is_file().then(|| {
+        format!(
+            "note: {old} (the Python claude-bottle's manifest) is not read, so the embedded default runs; \
+             to use it, move it to ~/{HOME_DIR}/manifest.json (or pass --manifest {old}) and run \
+             `launcher validate` to see what to change (docs/manifest.md, \"Migrating\")",
+            old = old.display()
+        )
+    })
+}
+
 /// Which step of the search order found the manifest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {

@@ -21,6 +21,8 @@ use crate::identity::{Component, Identity};
 
 /// egress-proxy's port on the internal network.
 pub const EGRESS_PORT: u16 = 9099;
+/// egress-proxy's routes file inside its container.
+pub const EGRESS_ROUTES: &str = "/etc/egress-proxy/routes.yaml";
 /// git-gate's port on the internal network.
 pub const GIT_GATE_PORT: u16 = 9200;
 /// supervise's port on the internal network.
@@ -55,8 +57,9 @@ pub const PIPELOCK_BINARY: &str = "/pipelock";
 /// override it; any override must be pinned by digest too. The opt-in
 /// canary (`CLAUDE_BOTTLE_RUN_CANARIES=1`) pulls and starts it.
 pub const DEFAULT_PIPELOCK_IMAGE: &str = "ghcr.io/luckypipewrench/pipelock@sha256:73e5d240f2ae02392c7de9c8858e9dee164396382c13e0ea95b4a497b2567965";
-/// The bottle's current Dockerfile inside supervise (SPEC §6), read-only
-/// for the sidecar user; `capability-block` compares proposals with it.
+/// The bottle's current Dockerfile inside supervise and the agent (SPEC
+/// §6), read-only for both; `capability-block` compares proposals with it
+/// and the agent starts its proposal from it.
 pub const CURRENT_DOCKERFILE: &str = "/etc/claude-bottle/current-config/Dockerfile";
 
 /// Why no plan could be made.
@@ -83,6 +86,14 @@ pub enum PlanError {
     /// pipelock's config could not be rendered.
     #[error("pipelock config: {0}")]
     Pipelock(#[from] manifest::pipelock::PipelockError),
+    /// A restored routes file names a slot with no recorded operator variable.
+    #[error(
+        "the restored routes name token slot {token_env}, but the bottle's token-slots.json records no operator variable for it; approve the route again after the resume"
+    )]
+    RestoredSlot {
+        /// The slot.
+        token_env: String,
+    },
     /// An image the plan needs has no tag in the options.
     #[error("no image for component {0}; run `launcher images build`")]
     NoImage(Component),
@@ -336,14 +347,30 @@ impl Plan {
         self.containers.iter().find(|c| c.component == component)
     }
 
-    /// Gives supervise the agent's effective Dockerfile (the default
-    /// `images/agent/Dockerfile`, the agent's own, or the one a resume
-    /// rebuilt from): copied to [`CURRENT_DOCKERFILE`] as a root-owned 0644
-    /// file (readable, not writable, by the sidecar user) and passed with
-    /// `--dockerfile`. Without supervise in the plan this changes nothing;
-    /// calling it again replaces the previous Dockerfile.
+    /// Gives supervise and the agent the agent's effective Dockerfile (the
+    /// default `images/agent/Dockerfile`, the agent's own, or the one a
+    /// resume rebuilt from): copied to [`CURRENT_DOCKERFILE`] in both as a
+    /// root-owned 0644 file (readable, not writable, by their non-root
+    /// users), and passed to supervise with `--dockerfile`. The agent reads
+    /// it to start a `capability-block` proposal from what it runs.
+    /// Without supervise in the plan (no `capability-block`) this changes
+    /// nothing; calling it again replaces the previous Dockerfile.
     #[must_use]
     pub fn with_current_dockerfile(mut self, text: &str) -> Self {
+        let supervised = self.container(Component::Supervise).is_some();
+        if let Some(c) = self
+            .containers
+            .iter_mut()
+            .find(|c| supervised && c.component == Component::Agent)
+        {
+            c.files.retain(|f| f.path != CURRENT_DOCKERFILE);
+            c.files.push(PlannedFile {
+                path: CURRENT_DOCKERFILE.into(),
+                mode: 0o644,
+                uid: 0,
+                source: FileSource::Text(text.to_owned()),
+            });
+        }
         if let Some(c) = self
             .containers
             .iter_mut()
@@ -363,6 +390,64 @@ impl Plan {
             });
         }
         self
+    }
+
+    /// Runs the bottle with `table` as egress's routes instead of the
+    /// manifest's (`launcher resume`: the routes that were live when the
+    /// state was preserved, approvals included). Each slot the table names
+    /// is read at launch from the operator variable `slots` records for it
+    /// (names only; a granted credential must be exported again); the
+    /// preflight's routes and pipelock's allowlist follow the table.
+    pub fn with_restored_routes(
+        mut self,
+        agent: &Agent,
+        table: &manifest::RouteTable,
+        slots: &[manifest::TokenSlot],
+    ) -> Result<Self, PlanError> {
+        let mut secret_env = Vec::new();
+        for env in table.token_envs() {
+            let slot = slots.iter().find(|s| s.token_env == env).ok_or_else(|| {
+                PlanError::RestoredSlot {
+                    token_env: env.to_owned(),
+                }
+            })?;
+            secret_env.push(SecretEnv {
+                name: slot.token_env.clone(),
+                token_ref: slot.token_ref.clone(),
+            });
+        }
+        for c in &mut self.containers {
+            match c.component {
+                Component::Egress => {
+                    for f in &mut c.files {
+                        if f.path == EGRESS_ROUTES {
+                            f.source = FileSource::Text(table.render());
+                        }
+                    }
+                    c.secret_env = secret_env.clone();
+                }
+                Component::Pipelock => {
+                    let tls = manifest::pipelock::PipelockTls {
+                        ca_cert: PIPELOCK_CA_CERT.into(),
+                        ca_key: PIPELOCK_CA_KEY.into(),
+                    };
+                    let config =
+                        manifest::pipelock::render_config(agent.bottle(), table, Some(&tls), &[])?;
+                    for f in &mut c.files {
+                        if f.path == PIPELOCK_CONFIG {
+                            f.source = FileSource::PipelockConfig(config.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.routes = table
+            .routes()
+            .iter()
+            .map(|r| route_summary(r, slots))
+            .collect();
+        Ok(self)
     }
 
     /// Every operator variable a launch reads, deduplicated, in order.
@@ -470,7 +555,7 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
                     "--listen".into(),
                     format!("0.0.0.0:{EGRESS_PORT}"),
                     "--routes".into(),
-                    "/etc/egress-proxy/routes.yaml".into(),
+                    EGRESS_ROUTES.into(),
                     "--ca-cert".into(),
                     "/etc/egress-proxy/ca.crt".into(),
                     "--ca-key".into(),
@@ -495,11 +580,7 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
                     })
                     .collect(),
                 files: vec![
-                    sidecar_file(
-                        "/etc/egress-proxy/routes.yaml",
-                        0o644,
-                        FileSource::Text(bottle.routes_file()),
-                    ),
+                    sidecar_file(EGRESS_ROUTES, 0o644, FileSource::Text(bottle.routes_file())),
                     sidecar_file("/etc/egress-proxy/ca.crt", 0o644, FileSource::CaCert),
                     // Only the sidecar user reads the key.
                     sidecar_file("/etc/egress-proxy/ca.key", 0o400, FileSource::CaKey),
@@ -906,33 +987,36 @@ fn agent_container(
 
 fn route_summaries(agent: &Agent) -> Vec<RouteSummary> {
     let bottle = agent.bottle();
-    let token_ref_of = |token_env: &str| {
-        bottle
-            .token_slots()
-            .iter()
-            .find(|s| s.token_env == token_env)
-            .map(|s| s.token_ref.clone())
-    };
     bottle
         .effective_routes()
         .routes()
         .iter()
-        .map(|r| RouteSummary {
-            host: r.host.to_string(),
-            path_allowlist: r
-                .path_allowlist
-                .iter()
-                .map(|p| p.as_str().to_owned())
-                .collect(),
-            auth: r.auth.as_ref().map(|a| match (a.scheme, &a.header) {
-                (Some(s), _) => format!("Authorization: {}", s.as_str()),
-                (None, Some(h)) => format!("header {h}"),
-                (None, None) => "Authorization".to_owned(),
-            }),
-            token_ref: r.auth.as_ref().and_then(|a| token_ref_of(&a.token_env)),
-            roles: r.roles.iter().map(|x| x.as_str().to_owned()).collect(),
-        })
+        .map(|r| route_summary(r, bottle.token_slots()))
         .collect()
+}
+
+fn route_summary(r: &manifest::routes::Route, slots: &[manifest::TokenSlot]) -> RouteSummary {
+    let token_ref_of = |token_env: &str| {
+        slots
+            .iter()
+            .find(|s| s.token_env == token_env)
+            .map(|s| s.token_ref.clone())
+    };
+    RouteSummary {
+        host: r.host.to_string(),
+        path_allowlist: r
+            .path_allowlist
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect(),
+        auth: r.auth.as_ref().map(|a| match (a.scheme, &a.header) {
+            (Some(s), _) => format!("Authorization: {}", s.as_str()),
+            (None, Some(h)) => format!("header {h}"),
+            (None, None) => "Authorization".to_owned(),
+        }),
+        token_ref: r.auth.as_ref().and_then(|a| token_ref_of(&a.token_env)),
+        roles: r.roles.iter().map(|x| x.as_str().to_owned()).collect(),
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! resumed bottle.
 //!
 //! Is: pure functions (no Docker, no environment), so the parity between
-//! start and resume is unit-tested.
+//! start and resume is unit-tested; and [`build`], the no-network build of
+//! the agent-proposed Dockerfile.
 //!
 //! Is not: the rebuild or the launch (the `resume` command does those), or
 //! a place for secrets: token values are read from the operator's
@@ -77,6 +78,8 @@ pub fn plan_options(
         upstream_ca: launch.upstream_ca.clone(),
     }
 }
+
+pub mod build;
 
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,13 @@
-//! `launcher resume <identity>`: start a bottle again, with the same
-//! identity, from the Dockerfile a capability approval left in its state
-//! directory, with the agent's transcripts restored; and the teardown that
-//! follows a capability approval.
+//! `launcher resume <identity>`: give the session back after a capability
+//! approval. The same identity, the Dockerfile the approval left in the
+//! state directory (built with no network), the routes that were live
+//! (approvals included), the preflight, then the agent with its
+//! transcripts restored and this terminal attached to `claude --continue`.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use std::io::IsTerminal as _;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -15,9 +18,13 @@ use launcher::images::AgentImage;
 use launcher::lifecycle;
 use launcher::plan::{self, AGENT_HOME, AGENT_UID};
 use launcher::resume::{self, ResumeFlags};
-use launcher::state::{self, BottleState, Metadata, PRESERVE_MARKER};
+use launcher::state::{self, BottleState, LIVE_ROUTES_FILE, Metadata, PRESERVE_MARKER};
+use manifest::RouteTable;
 
-/// Resume a bottle after a capability approval (rebuild from its new Dockerfile).
+use crate::start::Session;
+
+/// Resume a bottle after a capability approval: rebuild from its new
+/// Dockerfile, restore routes and transcripts, attach to `claude --continue`.
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     /// The bottle identity `launcher approve` printed.
@@ -40,13 +47,9 @@ pub struct ResumeArgs {
     /// the labels recorded at start, a key given here wins).
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = crate::start::parse_label)]
     pub labels: Vec<(String, String)>,
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
+    /// Skip the y/N preflight question.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `launcher resume`.
@@ -83,25 +86,17 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
             labels: args.labels.clone(),
         },
     );
-    let rt = runtime()?;
-    let signalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
-    {
-        let f = signalled.clone();
-        rt.spawn(async move {
-            let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            f.store(true, std::sync::atomic::Ordering::SeqCst);
-            let _ = tx.send(true);
-        });
-    }
+    // The routes live when the state was preserved, with the slots they name.
+    let restored = match st.live_routes()? {
+        Some(text) => {
+            let origin = st.dir().join(LIVE_ROUTES_FILE);
+            let table = RouteTable::parse(&text, &origin.display().to_string())?;
+            Some((table, st.token_slots()?))
+        }
+        None => None,
+    };
+    let rt = crate::start::runtime()?;
+    let (signalled, mut rx) = crate::start::watch_signals(&rt);
     rt.block_on(async {
         let engine = Engine::connect().await?;
         let cwd_now = std::env::current_dir().context("reading the current directory")?;
@@ -121,19 +116,9 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
         let mut set =
             launcher::images::ensure(&engine, &image_opts, &AgentImage::Default, &mut progress)
                 .await?;
-        // The proposed Dockerfile, built offline (no pull) with BASE set to
-        // the local base image, like every other image.
+        // The agent runs the approved Dockerfile, built below once the
+        // operator has seen the preflight.
         let tag = capability::resume_image_tag(&identity, &dockerfile);
-        let context = launcher::images::build_context(&dockerfile, None)
-            .context("packing the build context")?;
-        let build_args =
-            HashMap::from([("BASE".to_owned(), launcher::images::base_tag())]);
-        eprintln!("building {tag} from {}", dockerfile_path.display());
-        engine
-            .build_image(context, &tag, build_args, HashMap::new(), &mut |l| {
-                eprintln!("build: {l}")
-            })
-            .await?;
         set.tags.insert(Component::Agent, tag.clone());
         if agent.bottle().pipelock() {
             let image =
@@ -144,8 +129,40 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
         }
         let opts =
             resume::plan_options(&identity, &meta, &launch, &st, &set, skills, std::process::id());
-        // supervise compares capability proposals with this Dockerfile.
-        let plan = plan::build(&agent, &opts)?.with_current_dockerfile(&dockerfile);
+        // supervise and the agent read this Dockerfile as the current one.
+        let mut plan = plan::build(&agent, &opts)?.with_current_dockerfile(&dockerfile);
+        if let Some((table, slots)) = &restored {
+            plan = plan.with_restored_routes(&agent, table, slots)?;
+        }
+        eprint!("{}", launcher::preflight::render(&plan));
+        eprintln!(
+            "resuming {identity}: agent image {tag} from {}\n{}\nroutes: {}\ntranscripts: {}",
+            dockerfile_path.display(),
+            resume::build::BUILD_NETWORK_NOTICE,
+            if restored.is_some() {
+                "as they were live when the state was preserved (approvals included)"
+            } else {
+                "the manifest's (no live routes were recorded)"
+            },
+            if st.dir().join(TRANSCRIPT).is_file() {
+                "restored before the session opens"
+            } else {
+                "none saved"
+            },
+        );
+        if !args.yes && !crate::start::confirm("resume this bottle?")? {
+            eprintln!("not resumed; the state stays preserved");
+            return Ok(std::process::ExitCode::from(1));
+        }
+        eprintln!("building {tag} from {} (no network)", dockerfile_path.display());
+        resume::build::build_proposed(
+            &engine,
+            &identity,
+            &dockerfile,
+            &launcher::images::base_tag(),
+            &mut |l| eprintln!("build: {l}"),
+        )
+        .await?;
         let metadata = Metadata {
             identity: identity.to_string(),
             agent: meta.agent.clone(),
@@ -156,22 +173,49 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
         };
         let env = |k: &str| std::env::var(k).ok();
         let mut progress = |l: &str| eprintln!("{l}");
-        let bottle =
-            lifecycle::launch(&engine, plan, st.clone(), metadata, &env, &mut progress).await?;
-        let restored = restore_transcript(&engine, &bottle.agent_container(), &st).await;
-        // The resumed session ends normally: its state goes with it.
-        let _ = std::fs::remove_file(st.dir().join(PRESERVE_MARKER));
-        match restored {
+        let bottle = match lifecycle::launch_until(
+            &engine,
+            plan,
+            st.clone(),
+            metadata,
+            &env,
+            &mut progress,
+            Some(rx.clone()),
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                let e = anyhow::Error::from(e);
+                if crate::start::interrupted(&e) {
+                    eprintln!("{e}");
+                    return Ok(std::process::ExitCode::from(130));
+                }
+                return Err(e);
+            }
+        };
+        match restore_transcript(&engine, &bottle.agent_container(), &st).await {
             Ok(true) => eprintln!("transcripts restored"),
             Ok(false) => eprintln!("no transcript snapshot to restore"),
             Err(e) => eprintln!("warning: restoring the transcripts failed: {e:#}"),
         }
-        if !signalled.load(std::sync::atomic::Ordering::SeqCst) {
-            eprintln!(
-                "bottle {identity} resumed from {tag}. Open a shell with\n  docker exec -it {} bash\nCtrl-C or SIGTERM here tears the bottle down.",
-                bottle.agent_container()
-            );
-            let _ = rx.wait_for(|s| *s).await;
+        // The resumed session ends normally: its state goes with it (a new
+        // capability approval during it preserves it again).
+        let _ = std::fs::remove_file(st.dir().join(PRESERVE_MARKER));
+        if let Err(e) = st.write_launch(&launch) {
+            eprintln!("warning: recording the launch options for `launcher resume`: {e}");
+        }
+        let mut status = std::process::ExitCode::SUCCESS;
+        if !signalled.load(Ordering::SeqCst) {
+            if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+                status = crate::start::attach(&bottle, &mut rx, Session::Continue).await;
+            } else {
+                eprintln!(
+                    "bottle {identity} resumed from {tag} (no terminal to attach); continue the session with\n  docker exec -it {} claude --continue\nCtrl-C or SIGTERM here tears the bottle down.",
+                    bottle.agent_container()
+                );
+                let _ = rx.wait_for(|s| *s).await;
+            }
         }
         let mut progress = |l: &str| eprintln!("{l}");
         bottle.teardown(&mut progress).await;
@@ -181,7 +225,8 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
             Ok(()) => eprintln!("removed image {tag}"),
             Err(e) => eprintln!("warning: {e}; `launcher cleanup` removes it later"),
         }
-        Ok(std::process::ExitCode::SUCCESS)
+        crate::start::print_resume_hint(&st, &identity);
+        Ok(status)
     })
 }
 

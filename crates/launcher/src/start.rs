@@ -193,6 +193,9 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
         &cwd_now,
         home.as_deref(),
     )?;
+    if let Some(hint) = load::predecessor_hint(&loaded.located, home.as_deref()) {
+        eprintln!("{hint}");
+    }
     let Some(agent) = loaded.manifest.agent(&args.agent).cloned() else {
         let names: Vec<&str> = loaded
             .manifest
@@ -291,7 +294,7 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
     })
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -300,7 +303,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Set when SIGINT or SIGTERM arrives; a second signal does not kill the
 /// teardown.
-fn watch_signals(
+pub(crate) fn watch_signals(
     rt: &tokio::runtime::Runtime,
 ) -> (Arc<AtomicBool>, tokio::sync::watch::Receiver<bool>) {
     let flag = Arc::new(AtomicBool::new(false));
@@ -324,7 +327,7 @@ fn watch_signals(
 
 /// Whether `e` is a launch abandoned because of SIGINT/SIGTERM (already
 /// torn down).
-fn interrupted(e: &anyhow::Error) -> bool {
+pub(crate) fn interrupted(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<lifecycle::LaunchError>(),
         Some(lifecycle::LaunchError::Interrupted)
@@ -361,7 +364,7 @@ async fn launch(
     Ok(bottle)
 }
 
-fn confirm(question: &str) -> anyhow::Result<bool> {
+pub(crate) fn confirm(question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         bail!("{question} needs an answer but stdin is not a terminal; pass --yes");
     }
@@ -393,11 +396,15 @@ pub fn start(args: &StartArgs) -> anyhow::Result<std::process::ExitCode> {
         let engine = Engine::connect().await?;
         let p = prepare(&args.bottle, Some(&engine)).await?;
         eprint!("{}", launcher::preflight::render(&p.plan));
+        if p.plan.container(launcher::identity::Component::Supervise).is_some() {
+            eprintln!("{}", launcher::resume::build::BUILD_NETWORK_NOTICE);
+        }
         if !args.yes && !confirm("start this bottle?")? {
             eprintln!("not started");
             return Ok(std::process::ExitCode::from(1));
         }
         let identity = p.identity.clone();
+        let state = p.state.clone();
         // A signal during the launch stops it at the next step (or while
         // a sidecar is waiting to be ready) and tears down what exists.
         let bottle = match launch(&engine, p, rx.clone()).await {
@@ -411,7 +418,7 @@ pub fn start(args: &StartArgs) -> anyhow::Result<std::process::ExitCode> {
         let mut status = std::process::ExitCode::SUCCESS;
         if !signalled.load(Ordering::SeqCst) {
             if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
-                status = attach(&bottle, &mut rx).await;
+                status = attach(&bottle, &mut rx, Session::New).await;
             } else {
                 eprintln!(
                     "bottle {identity} is running (no terminal to attach); open a shell with\n  docker exec -it {} bash\nCtrl-C or SIGTERM here tears the bottle down.",
@@ -422,28 +429,67 @@ pub fn start(args: &StartArgs) -> anyhow::Result<std::process::ExitCode> {
         }
         let mut progress = |l: &str| eprintln!("{l}");
         bottle.teardown(&mut progress).await;
+        print_resume_hint(&state, &identity);
+        // A capability approval ends the session by design (SIGTERM from
+        // `launcher approve`): a hand-over to `resume`, not an interruption.
+        if state.is_preserved() {
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
         Ok(status)
     })
 }
 
+/// After a teardown: when a capability approval preserved the state, the
+/// exact command that gives the session back.
+pub(crate) fn print_resume_hint(state: &BottleState, identity: &Identity) {
+    if state.is_preserved() {
+        eprintln!(
+            "the bottle's state is preserved (an approved Dockerfile); resume the session with\n  launcher resume {identity}"
+        );
+    }
+}
+
+/// Which session [`attach`] opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Session {
+    /// `launcher start`: a new conversation.
+    New,
+    /// `launcher resume`: the previous conversation (`claude --continue`).
+    Continue,
+}
+
+/// The command `attach` runs, and what to tell the operator first: Claude
+/// Code when the image has it (`claude`, or `claude --continue` for a
+/// resume), else a login shell with why and how to fix it.
+pub(crate) fn session_command(has_claude: bool, session: Session) -> (Vec<String>, Option<String>) {
+    match (has_claude, session) {
+        (true, Session::New) => (vec!["claude".into()], None),
+        (true, Session::Continue) => (vec!["claude".into(), "--continue".into()], None),
+        (false, _) => (vec!["bash".into(), "-l".into()], Some(NO_CLAUDE.to_owned())),
+    }
+}
+
+/// What `start` and `resume` say when the agent image has no `claude`.
+pub(crate) const NO_CLAUDE: &str = "Claude Code is not installed in this agent image (no `claude` on its PATH); opening bash instead.
+To install it: on a machine with internet run `npm pack @anthropic-ai/claude-code`, copy the .tgz here and start with
+  launcher start claude --claude-code ./anthropic-ai-claude-code-<version>.tgz
+(or set CLAUDE_BOTTLE_CLAUDE_CODE to that path); see images/README.md.";
+
 /// Attaches this terminal to Claude Code in the agent (or bash when the
 /// image has no `claude`) until it exits or a signal arrives.
-async fn attach(
+pub(crate) async fn attach(
     bottle: &Bottle,
     rx: &mut tokio::sync::watch::Receiver<bool>,
+    session: Session,
 ) -> std::process::ExitCode {
     let has_claude = bottle
         .exec_in_agent(&["sh".into(), "-c".into(), "command -v claude".into()])
         .await
         .is_ok_and(|o| o.code == Some(0));
-    let cmd: Vec<String> = if has_claude {
-        vec!["claude".into()]
-    } else {
-        eprintln!(
-            "Claude Code is not installed in this agent image (see images/README.md); opening bash instead"
-        );
-        vec!["bash".into(), "-l".into()]
-    };
+    let (cmd, notice) = session_command(has_claude, session);
+    if let Some(n) = notice {
+        eprintln!("{n}");
+    }
     let user = bottle
         .plan()
         .container(launcher::identity::Component::Agent)
@@ -473,6 +519,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<std::process::ExitCode> {
     rt.block_on(async {
         let engine = Engine::connect().await?;
         let p = prepare(&args.bottle, Some(&engine)).await?;
+        let (identity, state) = (p.identity.clone(), p.state.clone());
         let bottle = match launch(&engine, p, rx.clone()).await {
             Ok(b) => b,
             Err(e) if interrupted(&e) => {
@@ -500,8 +547,23 @@ pub fn run(args: &RunArgs) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         let _ = std::io::stdout().flush();
+        // The agent removed under the command (a `launcher stop` that could
+        // not signal this process): a stop, not a failure.
+        let stopped = failure.is_some()
+            && bottle
+                .engine()
+                .running(&bottle.agent_container())
+                .await
+                .is_err();
         let mut progress = |l: &str| eprintln!("{l}");
         bottle.teardown(&mut progress).await;
+        print_resume_hint(&state, &identity);
+        if stopped {
+            eprintln!(
+                "the bottle was stopped from outside (`launcher stop`) while the command ran"
+            );
+            return Ok(std::process::ExitCode::from(130));
+        }
         if let Some(e) = failure {
             return Err(e);
         }

@@ -23,6 +23,9 @@ pub const PRESERVE_MARKER: &str = ".preserve";
 pub const LAUNCH_FILE: &str = "launch.json";
 /// File name of the token slot record (see [`BottleState::token_slots`]).
 pub const TOKEN_SLOTS_FILE: &str = "token-slots.json";
+/// File name of the routes that were live when the state was preserved
+/// (see [`BottleState::live_routes`]).
+pub const LIVE_ROUTES_FILE: &str = "routes.yaml";
 
 /// Why state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -208,16 +211,43 @@ impl BottleState {
         }
     }
 
+    /// Records the bottle's live routes file (`routes.yaml`: slot names,
+    /// never token values), so `launcher resume` restores the routes
+    /// approved during the session.
+    pub fn write_live_routes(&self, routes: &str) -> Result<(), StateError> {
+        self.write_bytes(LIVE_ROUTES_FILE, routes.as_bytes())
+    }
+
+    /// The recorded live routes file, if any.
+    pub fn live_routes(&self) -> Result<Option<String>, StateError> {
+        let path = self.dir.join(LIVE_ROUTES_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Io {
+                action: "reading",
+                path,
+                source,
+            }),
+        }
+    }
+
     /// Writes `name` as JSON (temp file + rename, mode 0600) into the
     /// existing state directory.
     fn write_json(&self, name: &str, value: &impl Serialize) -> Result<(), StateError> {
+        let text = serde_json::to_string_pretty(value).map_err(|source| StateError::Metadata {
+            path: self.dir.join(name),
+            source,
+        })?;
+        self.write_bytes(name, text.as_bytes())
+    }
+
+    /// Writes `name` (temp file + rename, mode 0600) into the existing
+    /// state directory.
+    fn write_bytes(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
         let path = self.dir.join(name);
-        let text = serde_json::to_string_pretty(value).map_err(|source| StateError::Metadata {
-            path: path.clone(),
-            source,
-        })?;
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let io = |action, path: &Path| {
             let path = path.to_owned();
@@ -234,7 +264,7 @@ impl BottleState {
             .mode(0o600)
             .open(&tmp)
             .map_err(io("creating", &tmp))?;
-        f.write_all(text.as_bytes()).map_err(io("writing", &tmp))?;
+        f.write_all(bytes).map_err(io("writing", &tmp))?;
         f.sync_all().map_err(io("syncing", &tmp))?;
         drop(f);
         std::fs::rename(&tmp, &path).map_err(io("renaming into place", &path))

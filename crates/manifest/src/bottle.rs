@@ -444,6 +444,37 @@ const TOKEN_ENV_RECIPE: &str = "`token_env` is assigned by the launcher (EGRESS_
 const ROLES_RECIPE: &str =
     "use `role` (a role name or a list of them) in a manifest; `roles` is the routes-file spelling";
 
+/// The migration recipe for a route in the predecessor's flat form
+/// (`auth_scheme`, `token_ref`, `auth_header` on the route itself), with
+/// the route's own values moved under `auth`.
+fn flat_auth_recipe(route: &Node) -> String {
+    let text = |key: &str| match &route.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find_map(|(k, v)| match (&k.value, &v.value) {
+                (Value::Str(k), Value::Str(v)) if k == key => Some(v.clone()),
+                _ => None,
+            }),
+        _ => None,
+    };
+    // `header` (a raw token) and `scheme` exclude each other.
+    let mut parts = vec![match text("auth_header") {
+        Some(h) => format!("header: {h}"),
+        None => format!(
+            "scheme: {}",
+            text("auth_scheme").unwrap_or_else(|| "Bearer".into())
+        ),
+    }];
+    parts.push(format!(
+        "token_ref: {}",
+        text("token_ref").unwrap_or_else(|| "GITHUB_TOKEN".into())
+    ));
+    format!(
+        "`auth_scheme`, `token_ref` and `auth_header` directly on a route are the predecessor's flat form; move them under `auth`: `auth: {{{}}}` (see docs/manifest.md, \"Migrating\")",
+        parts.join(", ")
+    )
+}
+
 /// Parses a `bottle:` mapping. Returns `None` when anything inside was
 /// invalid (every problem is recorded in `c`).
 pub(crate) fn parse_bottle(c: &mut Checker, path: &KeyPath, node: &Node) -> Option<Bottle> {
@@ -703,7 +734,18 @@ fn parse_route(
     node: &Node,
     ip: IpLiterals,
 ) -> Option<EgressRoute> {
-    let m = c.map(path, node, ROUTE_KEYS, &[("roles", ROLES_RECIPE)])?;
+    let flat = flat_auth_recipe(node);
+    let m = c.map(
+        path,
+        node,
+        ROUTE_KEYS,
+        &[
+            ("roles", ROLES_RECIPE),
+            ("auth_scheme", &flat),
+            ("token_ref", &flat),
+            ("auth_header", &flat),
+        ],
+    )?;
     let before = c.count();
     let host = required(
         c,

@@ -18,7 +18,7 @@ use crate::{Started, sh, start_bottle, upstream, with_run};
 
 /// Calls one supervise tool over MCP (see [`crate::MCP_SESSION`]) and
 /// prints the tool's text; waits as long as an operator may take.
-fn mcp_call_script() -> String {
+pub(crate) fn mcp_call_script() -> String {
     format!(
         "TIMEOUT = 600\n{}{}",
         crate::MCP_SESSION,
@@ -479,7 +479,7 @@ async fn a_capability_approval_then_resume_runs_the_new_dockerfile_with_the_tran
             })
             .expect("launch record");
         let mut child = Command::new(bin_dir().join("launcher"))
-            .args(["resume", identity.as_str()])
+            .args(["resume", identity.as_str(), "--yes"])
             .env("CLAUDE_BOTTLE_STATE_DIR", state)
             .env("E2E_GITHUB_TOKEN", token)
             .stdin(Stdio::null())

@@ -202,8 +202,10 @@ async fn launcher_start_attaches_a_terminal_to_the_agent() {
         return;
     };
     if Command::new("script").arg("--version").output().is_err() {
-        eprintln!(
-            "SKIP launcher_start_attaches_a_terminal_to_the_agent: `script` (util-linux) is not installed to provide a terminal"
+        tests::cannot_run(
+            "launcher_start_attaches_a_terminal_to_the_agent",
+            "`script` (util-linux) is not installed to provide a terminal",
+            "install util-linux (.ci/setup.d/00-base.sh does)",
         );
         return;
     }

@@ -141,7 +141,11 @@ async fn compose_stack_reaches_upstreams_only_through_egress() {
         if std::env::var(tests::REQUIRE_DOCKER_ENV).as_deref() == Ok("1") {
             panic!("{test}: docker-compose is not installed (.ci/setup.d/docker.sh installs it)");
         }
-        eprintln!("SKIP {test}: docker-compose is not installed");
+        tests::cannot_run(
+            test,
+            "docker-compose is not installed",
+            "install Debian's docker-compose (.ci/setup.d/docker.sh does)",
+        );
         return;
     }
     let images = prepare_images(&engine).await;

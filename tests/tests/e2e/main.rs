@@ -1,14 +1,15 @@
 //! End-to-end: real bottles on a real Docker engine (SPEC §10).
 //!
 //! Each test labels everything with its run id and removes it by label
-//! before and after; without an engine each test prints why it is skipped
-//! (or fails with `CLAUDE_BOTTLE_REQUIRE_DOCKER=1`).
+//! before and after; without an engine each test fails with the install
+//! hint (prints why it is skipped only with `CLAUDE_BOTTLE_ALLOW_SKIPS=1`).
 
 mod approval;
 mod cli;
 mod compose;
 mod images;
 mod pipelock;
+mod session;
 mod upstream;
 
 use std::collections::BTreeMap;

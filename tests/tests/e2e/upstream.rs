@@ -1,5 +1,5 @@
 //! A fake upstream: our own container on a bottle's egress network, with
-//! network aliases (`api.github.test`, `plain.test`), answering HTTPS (test
+//! network aliases (`api.github.test`, `plain.test`, `api.anthropic.com`, …), answering HTTPS (test
 //! CA) and plain HTTP with a JSON echo of the request it received.
 
 use std::collections::BTreeMap;
@@ -16,6 +16,8 @@ pub const ALIASES: &[&str] = &[
     "notallowed.test",
     "granted.test",
     "git.test",
+    // The Anthropic API host, for the stand-in Claude Code (session tests).
+    "api.anthropic.com",
 ];
 
 /// The fake git upstream's repository URL (served by `git http-backend`).

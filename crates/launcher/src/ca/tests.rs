@@ -39,3 +39,19 @@ fn a_date_out_of_certificate_range_is_an_error_not_a_panic() {
         BottleCa::mint("dev-k3x9a", jiff::civil::date(9999, 12, 15)).expect_err("out of range");
     assert!(err.to_string().contains("dev-k3x9a"), "{err}");
 }
+
+#[test]
+fn the_fingerprint_is_the_sha256_of_the_certificate_der() {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    use sha2::Digest as _;
+    let ca = BottleCa::mint("dev-k3x9a", today()).expect("mint");
+    let der = CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).expect("pem");
+    let want: Vec<String> = sha2::Sha256::digest(der.as_ref())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    assert_eq!(ca.sha256, want.join(":"));
+    assert_eq!(ca.sha256.len(), 32 * 3 - 1);
+    assert_eq!(fingerprint(b"abc").get(..8), Some("BA:78:16"));
+}

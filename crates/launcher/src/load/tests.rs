@@ -173,3 +173,25 @@ fn io_problems_name_the_file() {
     let err = find_and_load(Some(&big), no_env, d.path(), None).unwrap_err();
     assert!(matches!(err, LoadError::TooLarge(..)), "{err}");
 }
+
+#[test]
+fn only_the_predecessors_manifest_gets_a_hint() {
+    let home = tempfile::tempdir().expect("home");
+    let cwd = tempfile::tempdir().expect("cwd");
+    let located = locate(None, no_env, cwd.path(), Some(home.path())).expect("locate");
+    assert_eq!(located.source, Source::Embedded);
+    assert_eq!(predecessor_hint(&located, Some(home.path())), None);
+    let old = write(home.path(), PREDECESSOR_MANIFEST, "{\"agents\": {}}");
+    let hint = predecessor_hint(&located, Some(home.path())).expect("a hint");
+    assert!(
+        hint.contains(&old.display().to_string())
+            && hint.contains("~/.claude-bottle/manifest.json")
+            && hint.contains("launcher validate"),
+        "{hint}"
+    );
+    // A manifest found by the search order needs no hint.
+    write(home.path(), ".claude-bottle/manifest.yaml", "agents: {}\n");
+    let located = locate(None, no_env, cwd.path(), Some(home.path())).expect("locate");
+    assert_eq!(located.source, Source::Home);
+    assert_eq!(predecessor_hint(&located, Some(home.path())), None);
+}

@@ -454,8 +454,16 @@ fn skill_files_go_under_the_agents_skills_directory_with_modes() {
     );
 }
 
+/// The planned files of `c` at [`CURRENT_DOCKERFILE`].
+fn dockerfile_files(c: &ContainerPlan) -> Vec<&PlannedFile> {
+    c.files
+        .iter()
+        .filter(|f| f.path == CURRENT_DOCKERFILE)
+        .collect()
+}
+
 #[test]
-fn supervise_gets_the_current_dockerfile_read_only_and_the_flag() {
+fn supervise_and_the_agent_get_the_current_dockerfile_read_only() {
     let p = plan("dev").with_current_dockerfile("FROM debian\n");
     let sup = p.container(Component::Supervise).expect("supervise");
     let i = sup
@@ -464,20 +472,22 @@ fn supervise_gets_the_current_dockerfile_read_only_and_the_flag() {
         .position(|a| a == "--dockerfile")
         .expect("--dockerfile passed");
     assert_eq!(sup.cmd[i + 1], CURRENT_DOCKERFILE);
-    let f: Vec<&PlannedFile> = sup
-        .files
-        .iter()
-        .filter(|f| f.path == CURRENT_DOCKERFILE)
-        .collect();
+    let f = dockerfile_files(sup);
     assert_eq!(f.len(), 1);
     // Root-owned 0644: the sidecar user (10001) reads it, cannot change it.
     assert_eq!((f[0].mode, f[0].uid), (0o644, 0));
     assert_eq!(f[0].source, FileSource::Text("FROM debian\n".into()));
-    // Nobody else gets it.
+    // The agent reads the same text, root-owned 0644: it cannot change it.
+    let agent = p.container(Component::Agent).expect("agent");
+    let f = dockerfile_files(agent);
+    assert_eq!(f.len(), 1);
+    assert_eq!((f[0].mode, f[0].uid), (0o644, 0));
+    assert_eq!(f[0].source, FileSource::Text("FROM debian\n".into()));
+    // No other sidecar gets it.
     for c in p
         .containers
         .iter()
-        .filter(|c| c.component != Component::Supervise)
+        .filter(|c| !matches!(c.component, Component::Supervise | Component::Agent))
     {
         assert!(
             c.files.iter().all(|f| f.path != CURRENT_DOCKERFILE),
@@ -494,11 +504,11 @@ fn a_second_dockerfile_replaces_the_first() {
         .with_current_dockerfile("FROM b\n");
     let sup = p.container(Component::Supervise).expect("supervise");
     assert_eq!(sup.cmd.iter().filter(|a| *a == "--dockerfile").count(), 1);
-    let f: Vec<&PlannedFile> = sup
-        .files
-        .iter()
-        .filter(|f| f.path == CURRENT_DOCKERFILE)
-        .collect();
+    let f = dockerfile_files(sup);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].source, FileSource::Text("FROM b\n".into()));
+    let agent = p.container(Component::Agent).expect("agent");
+    let f = dockerfile_files(agent);
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].source, FileSource::Text("FROM b\n".into()));
 }
@@ -733,4 +743,104 @@ fn with_pipelock_egress_leaves_dlp_to_pipelock() {
             .dlp
             .starts_with("block, by egress-proxy; not scanned")
     );
+}
+
+const RESTORED: &str = "version: 1
+routes:
+  - host: api.github.com
+    path_allowlist: [/repos/acme/]
+    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }
+  - host: approved.example
+    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_3 }
+";
+
+fn restored_slots() -> Vec<manifest::TokenSlot> {
+    vec![
+        manifest::TokenSlot {
+            token_ref: "GITHUB_TOKEN".into(),
+            token_env: "EGRESS_TOKEN_1".into(),
+        },
+        manifest::TokenSlot {
+            token_ref: "CLAUDE_CODE_OAUTH_TOKEN".into(),
+            token_env: "EGRESS_TOKEN_2".into(),
+        },
+        manifest::TokenSlot {
+            token_ref: "GRANTED_TOKEN".into(),
+            token_env: "EGRESS_TOKEN_3".into(),
+        },
+    ]
+}
+
+#[test]
+fn restored_routes_replace_the_manifests_with_their_recorded_slots() {
+    let table = manifest::RouteTable::parse(RESTORED, "routes.yaml").expect("routes");
+    let p = plan("dev")
+        .with_restored_routes(&agent("dev"), &table, &restored_slots())
+        .expect("restored");
+    let egress = p.container(Component::Egress).expect("egress");
+    let routes = egress
+        .files
+        .iter()
+        .find(|f| f.path == EGRESS_ROUTES)
+        .expect("routes file");
+    assert_eq!(routes.source, FileSource::Text(table.render()));
+    // Only the slots the table names, each from its recorded variable.
+    let env: Vec<(&str, &str)> = egress
+        .secret_env
+        .iter()
+        .map(|s| (s.name.as_str(), s.token_ref.as_str()))
+        .collect();
+    assert_eq!(
+        env,
+        vec![
+            ("EGRESS_TOKEN_1", "GITHUB_TOKEN"),
+            ("EGRESS_TOKEN_3", "GRANTED_TOKEN")
+        ]
+    );
+    assert_eq!(p.token_refs(), vec!["GITHUB_TOKEN", "GRANTED_TOKEN"]);
+    // The preflight shows the restored table, the grant by its name.
+    let hosts: Vec<(&str, Option<&str>)> = p
+        .routes
+        .iter()
+        .map(|r| (r.host.as_str(), r.token_ref.as_deref()))
+        .collect();
+    assert_eq!(
+        hosts,
+        vec![
+            ("api.github.com", Some("GITHUB_TOKEN")),
+            ("approved.example", Some("GRANTED_TOKEN"))
+        ]
+    );
+    // The plan holds names only.
+    let json = serde_json::to_string(&p).expect("json");
+    assert!(json.contains("GRANTED_TOKEN") && json.contains("approved.example"));
+}
+
+#[test]
+fn a_restored_slot_without_a_recorded_variable_is_refused_by_name() {
+    let table = manifest::RouteTable::parse(RESTORED, "routes.yaml").expect("routes");
+    let slots: Vec<manifest::TokenSlot> = restored_slots().into_iter().take(2).collect();
+    let err = plan("dev")
+        .with_restored_routes(&agent("dev"), &table, &slots)
+        .expect_err("slot 3 has no variable");
+    assert!(err.to_string().contains("EGRESS_TOKEN_3"), "{err}");
+}
+
+#[test]
+fn restored_routes_reach_pipelocks_allowlist() {
+    let table = manifest::RouteTable::parse(RESTORED, "routes.yaml").expect("routes");
+    let p = build(&agent("piped"), &piped_opts())
+        .expect("plan")
+        .with_restored_routes(&agent("piped"), &table, &restored_slots())
+        .expect("restored");
+    let pl = p.container(Component::Pipelock).expect("pipelock");
+    let config = pl
+        .files
+        .iter()
+        .find(|f| f.path == PIPELOCK_CONFIG)
+        .expect("config");
+    let FileSource::PipelockConfig(text) = &config.source else {
+        panic!("{:?}", config.source)
+    };
+    assert!(text.contains("\"approved.example\""), "{text}");
 }

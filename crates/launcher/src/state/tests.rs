@@ -141,3 +141,21 @@ fn leftovers_split_stale_from_preserved_and_skip_live_bottles() {
     assert!(!b.dir().exists());
     b.remove().expect("a missing directory is fine");
 }
+
+#[test]
+fn live_routes_round_trip_privately_and_are_optional() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let id = Identity::parse("dev-k3x9a").expect("id");
+    let st = BottleState::new(tmp.path(), &id);
+    st.create(&meta("dev-k3x9a")).expect("create");
+    assert_eq!(st.live_routes().expect("read"), None, "none recorded yet");
+    let text = "version: 1\nroutes:\n  - host: a.example\n";
+    st.write_live_routes(text).expect("write");
+    assert_eq!(st.live_routes().expect("read").as_deref(), Some(text));
+    let mode = std::fs::metadata(st.dir().join(LIVE_ROUTES_FILE))
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}

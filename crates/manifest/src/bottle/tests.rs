@@ -620,3 +620,35 @@ fn a_bare_off_is_off() {
     );
     assert!(b.egress().dlp_detectors().entries().is_empty());
 }
+
+#[test]
+fn the_predecessors_flat_route_auth_fails_with_the_nested_form_of_its_values() {
+    check_err(
+        "egress: {routes: [{host: api.github.com, auth_scheme: token, path_allowlist: [/repos/]}]}",
+        &[
+            "routes[0].auth_scheme",
+            "predecessor's flat form",
+            "`auth: {scheme: token, token_ref: GITHUB_TOKEN}`",
+            "Migrating",
+        ],
+    );
+    let err = bottle(
+        "egress:\n  routes:\n    - host: api.example.com\n      token_ref: EXAMPLE_TOKEN\n      auth_header: X-Api-Key",
+    )
+    .expect_err("flat form");
+    // One diagnostic per flat key, each with the route's own values.
+    assert_eq!(err.lines().count(), 2, "{err}");
+    for key in ["token_ref", "auth_header"] {
+        assert!(err.contains(&format!("routes[0].{key}:")), "{key}: {err}");
+    }
+    assert!(
+        err.lines()
+            .all(|l| l.contains("`auth: {header: X-Api-Key, token_ref: EXAMPLE_TOKEN}`")),
+        "{err}"
+    );
+    // The nested form of the same route parses.
+    bottle(
+        "egress:\n  routes:\n    - host: api.example.com\n      auth: {header: X-Api-Key, token_ref: EXAMPLE_TOKEN}",
+    )
+    .expect("the recipe's form is valid");
+}

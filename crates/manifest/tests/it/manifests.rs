@@ -39,6 +39,8 @@ const KEYS: &[&str] = &[
     "remotes",
     "username",
     "description",
+    "auth_scheme",
+    "auth_header",
 ];
 
 const SCALARS: &[&str] = &[
@@ -137,5 +139,39 @@ proptest! {
         let sep = if crlf { "\r\n" } else { "\n" };
         let text = lines.join(sep);
         if let Err(e) = parse_markdown_agent(&text, "a.md", "a") { check_error_shape(&e, "a.md")?; }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The predecessor's flat route form, with any values (quoted YAML
+    /// strings): always refused, one diagnostic per flat key naming it and
+    /// the `auth:` form, never a panic and never a parsed bottle.
+    #[test]
+    fn flat_route_auth_is_always_refused_with_the_recipe(
+        scheme in proptest::option::of("[ -~]{0,12}"),
+        token_ref in proptest::option::of("[ -~]{0,12}"),
+        header in proptest::option::of("[ -~]{0,12}"),
+    ) {
+        prop_assume!(scheme.is_some() || token_ref.is_some() || header.is_some());
+        let q = |v: &str| serde_json::to_string(v).expect("json string");
+        let mut route = String::from("{host: a.example");
+        for (k, v) in [("auth_scheme", &scheme), ("token_ref", &token_ref), ("auth_header", &header)] {
+            if let Some(v) = v {
+                route.push_str(&format!(", {k}: {}", q(v)));
+            }
+        }
+        route.push('}');
+        let doc = format!("agents:\n  dev:\n    bottle:\n      egress:\n        routes: [{route}]\n");
+        let err = Manifest::parse(&doc, "m.yaml").expect_err("the flat form is refused");
+        check_error_shape(&err, "m.yaml")?;
+        let text = err.to_string();
+        for (k, v) in [("auth_scheme", &scheme), ("token_ref", &token_ref), ("auth_header", &header)] {
+            if v.is_some() {
+                let line = text.lines().find(|l| l.contains(&format!("routes[0].{k}:")));
+                prop_assert!(line.is_some_and(|l| l.contains("`auth: {")), "{k}: {text}");
+            }
+        }
     }
 }

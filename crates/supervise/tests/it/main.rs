@@ -2,8 +2,9 @@
 //! official Python MCP client (`tests/it/mcp_client.py`) over streamable
 //! HTTP, with the test playing the operator side by writing decision files.
 //!
-//! Without the Python `mcp` package the tests skip with a printed reason,
-//! except under CI (`CI` set), where they fail: CI must exercise them.
+//! Without the Python `mcp` package the tests fail with the install hint;
+//! `CLAUDE_BOTTLE_ALLOW_SKIPS=1` (never honoured under CI) makes them print
+//! `SKIP` and pass instead.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -44,13 +45,16 @@ fn have_mcp_client(test: &str) -> bool {
     match result {
         Ok(()) => true,
         Err(why) => {
+            // A test that cannot run never counts as passed unless skips
+            // are allowed explicitly (README, "Test"); CI never allows them.
             let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+            let allowed = std::env::var("CLAUDE_BOTTLE_ALLOW_SKIPS").as_deref() == Ok("1");
             assert!(
-                !ci,
-                "the Python MCP client is required in CI (pip install mcp; see .ci/setup.d/supervise.sh): {why}"
+                allowed && !ci,
+                "{test} cannot run: the Python MCP client is unavailable ({why}); install it with `bash .ci/setup.d/supervise.sh` (pip install 'mcp>=2,<3'), or set CLAUDE_BOTTLE_ALLOW_SKIPS=1 to skip it"
             );
             eprintln!(
-                "SKIP {test}: Python MCP client unavailable ({why}); pip install mcp to run it"
+                "SKIP {test}: Python MCP client unavailable ({why}) (CLAUDE_BOTTLE_ALLOW_SKIPS=1); pip install 'mcp>=2,<3' to run it"
             );
             false
         }
