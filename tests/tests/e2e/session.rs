@@ -402,7 +402,7 @@ async fn approved_routes_survive_a_resume() {
         )
         .await;
         let id = wait_proposal(&state, "notallowed.test").await;
-        let (ok, out) = output(&mut day.launcher(&["approve", &id]));
+        let (ok, out) = output(&mut day.launcher(&["approve", &id, "--allow-private"]));
         assert!(ok, "approve: {out}");
         assert!(
             wait_answer(&engine, &identity, "route")
@@ -423,8 +423,14 @@ async fn approved_routes_survive_a_resume() {
         .await;
         let id = wait_proposal(&state, "granted.test").await;
         let (ok, out) = output(
-            day.launcher(&["approve", &id, "--grant", "E2E_DAY_GRANT"])
-                .env("E2E_DAY_GRANT", &grant),
+            day.launcher(&[
+                "approve",
+                &id,
+                "--grant",
+                "E2E_DAY_GRANT",
+                "--allow-private",
+            ])
+            .env("E2E_DAY_GRANT", &grant),
         );
         assert!(ok, "approve --grant: {out}");
         assert!(
