@@ -391,11 +391,9 @@ pub(crate) fn parse_bottle(c: &mut Checker, path: &KeyPath, node: &Node) -> Opti
     let pipelock = m
         .get("pipelock")
         .map_or(Some(false), |n| parse_pipelock(c, &path.key("pipelock"), n));
-    let limits = m
-        .get("limits")
-        .map_or(Some(Limits::default()), |n| {
-            parse_limits(c, &path.key("limits"), n)
-        });
+    let limits = m.get("limits").map_or(Some(Limits::default()), |n| {
+        parse_limits(c, &path.key("limits"), n)
+    });
     let workspace = m
         .get("workspace")
         .map_or(Some(WorkspaceMode::default()), |n| {

@@ -95,7 +95,7 @@ impl fmt::Display for MemorySize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
         for (unit, scale) in [("g", GIB), ("m", MIB), ("k", KIB)] {
-            if b % scale == 0 {
+            if b.is_multiple_of(scale) {
                 return write!(f, "{}{unit}", b / scale);
             }
         }
@@ -131,7 +131,10 @@ impl Limits {
 }
 
 /// How the operator's working directory (`--cwd`) reaches the agent.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum WorkspaceMode {
     /// Bind-mounted read-write, with what the host later executes or
     /// trusts (`.git`, the manifest in the directory, submodule links,
@@ -234,7 +237,9 @@ pub(crate) fn parse_workspace(
     node: &Node,
 ) -> Option<WorkspaceMode> {
     let s = c.string(path, node, "a workspace mode (protect or copy)")?;
-    WorkspaceMode::parse(s).map_err(|e| c.error(path, node, e)).ok()
+    WorkspaceMode::parse(s)
+        .map_err(|e| c.error(path, node, e))
+        .ok()
 }
 
 #[cfg(test)]

@@ -519,22 +519,68 @@ fn limits_and_workspace_have_defaults_and_take_values() {
     let b = bottle("limits: {memory: 134217728}\n").unwrap();
     assert_eq!(b.limits().memory().to_string(), "128m");
     assert_eq!(b.limits().pids(), 4096, "an absent key keeps its default");
-    assert_eq!(bottle("limits:\n").unwrap().limits(), crate::Limits::default());
+    assert_eq!(
+        bottle("limits:\n").unwrap().limits(),
+        crate::Limits::default()
+    );
 }
 
 #[test]
 fn bad_limits_and_workspace_name_the_key_and_what_is_valid() {
     let cases: &[(&str, &[&str])] = &[
-        ("limits: {memory: 8gb}", &["bottle.limits.memory", "\"8gb\"", "e.g. 8g or 512m"]),
-        ("limits: {memory: 1m}", &["bottle.limits.memory", "out of range", "between 64m and 1024g"]),
-        ("limits: {memory: 12}", &["bottle.limits.memory", "out of range"]),
-        ("limits: {memory: [1]}", &["bottle.limits.memory", "expected a memory size", "a list"]),
-        ("limits: {pids: 10}", &["bottle.limits.pids", "pids limit 10 is out of range", "between 64 and 4194304"]),
-        ("limits: {pids: \"4096\"}", &["bottle.limits.pids", "expected a whole number", "a string"]),
-        ("limits: {memroy: 8g}", &["bottle.limits.memroy", "did you mean \"memory\""]),
-        ("limits: 8g", &["bottle.limits", "expected a mapping with keys memory, pids"]),
-        ("workspace: rw", &["bottle.workspace", "unknown workspace mode \"rw\"", "protect", "copy"]),
-        ("workspace: true", &["bottle.workspace", "a workspace mode (protect or copy)"]),
+        (
+            "limits: {memory: 8gb}",
+            &["bottle.limits.memory", "\"8gb\"", "e.g. 8g or 512m"],
+        ),
+        (
+            "limits: {memory: 1m}",
+            &[
+                "bottle.limits.memory",
+                "out of range",
+                "between 64m and 1024g",
+            ],
+        ),
+        (
+            "limits: {memory: 12}",
+            &["bottle.limits.memory", "out of range"],
+        ),
+        (
+            "limits: {memory: [1]}",
+            &["bottle.limits.memory", "expected a memory size", "a list"],
+        ),
+        (
+            "limits: {pids: 10}",
+            &[
+                "bottle.limits.pids",
+                "pids limit 10 is out of range",
+                "between 64 and 4194304",
+            ],
+        ),
+        (
+            "limits: {pids: \"4096\"}",
+            &["bottle.limits.pids", "expected a whole number", "a string"],
+        ),
+        (
+            "limits: {memroy: 8g}",
+            &["bottle.limits.memroy", "did you mean \"memory\""],
+        ),
+        (
+            "limits: 8g",
+            &["bottle.limits", "expected a mapping with keys memory, pids"],
+        ),
+        (
+            "workspace: rw",
+            &[
+                "bottle.workspace",
+                "unknown workspace mode \"rw\"",
+                "protect",
+                "copy",
+            ],
+        ),
+        (
+            "workspace: true",
+            &["bottle.workspace", "a workspace mode (protect or copy)"],
+        ),
     ];
     for (yaml, expected) in cases {
         check_err(yaml, expected);

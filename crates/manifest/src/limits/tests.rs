@@ -25,10 +25,18 @@ fn memory_sizes_parse_like_docker() {
     check("67108864b", Ok(64 * MIB));
     check(" 1g ", Ok(GIB));
     check("1024g", Ok(1024 * GIB));
-    for bad in ["", "g", "8gb", "8 g", "1.5g", "-1g", "8t", "0x10m", "8g8", "８g"] {
+    for bad in [
+        "", "g", "8gb", "8 g", "1.5g", "-1g", "8t", "0x10m", "8g8", "８g",
+    ] {
         check(bad, Err("expected a whole number with an optional unit"));
     }
-    for out in ["63m", "0", "1025g", "99999999999999999999999g", "18446744073709551615g"] {
+    for out in [
+        "63m",
+        "0",
+        "1025g",
+        "99999999999999999999999g",
+        "18446744073709551615g",
+    ] {
         check(out, Err("out of range"));
     }
 }
@@ -48,7 +56,10 @@ fn workspace_modes_parse_and_name_the_valid_ones() {
     assert_eq!(WorkspaceMode::parse("protect"), Ok(WorkspaceMode::Protect));
     assert_eq!(WorkspaceMode::parse("copy"), Ok(WorkspaceMode::Copy));
     let err = WorkspaceMode::parse("rw").expect_err("rw");
-    assert!(err.contains("\"rw\"") && err.contains("protect") && err.contains("copy"), "{err}");
+    assert!(
+        err.contains("\"rw\"") && err.contains("protect") && err.contains("copy"),
+        "{err}"
+    );
     assert_eq!(WorkspaceMode::default(), WorkspaceMode::Protect);
 }
 
