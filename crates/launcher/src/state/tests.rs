@@ -103,6 +103,7 @@ fn the_launch_record_round_trips_privately_and_is_optional() {
         labels: BTreeMap::from([("team".into(), "web".into())]),
         upstream_ca: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
         pipelock_image: Some(format!("ghcr.io/x/pipelock@sha256:{}", "a".repeat(64))),
+        workspace: Some(manifest::WorkspaceMode::Copy),
     };
     st.write_launch(&rec).expect("write");
     assert_eq!(st.launch_record().expect("read"), Some(rec));
