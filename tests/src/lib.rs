@@ -52,7 +52,8 @@ pub fn run_labels(run: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(LABEL_TEST_RUN.to_owned(), run.to_owned())])
 }
 
-/// Removes every container, then every network, labelled with `run`.
+/// Removes every container, then every volume and network, labelled
+/// with `run`.
 pub async fn purge(engine: &Engine, run: &str) {
     let label = [(LABEL_TEST_RUN, run)];
     if let Ok(cs) = engine.containers_with_labels(&label).await {
@@ -60,6 +61,11 @@ pub async fn purge(engine: &Engine, run: &str) {
             if let Some(id) = c.id {
                 let _ = engine.remove_container(&id).await;
             }
+        }
+    }
+    if let Ok(vs) = engine.volumes_with_labels(&label).await {
+        for v in vs {
+            let _ = engine.remove_volume(&v.name).await;
         }
     }
     if let Ok(ns) = engine.networks_with_labels(&label).await {
@@ -71,12 +77,13 @@ pub async fn purge(engine: &Engine, run: &str) {
     }
 }
 
-/// Names of the containers and networks labelled with `run`.
+/// Names of the containers, volumes and networks labelled with `run`.
 pub async fn leftovers(engine: &Engine, run: &str) -> Vec<String> {
     labelled(engine, LABEL_TEST_RUN, run).await
 }
 
-/// Names of the containers and networks carrying label `key=value`.
+/// Names of the containers, volumes and networks carrying label
+/// `key=value`.
 pub async fn labelled(engine: &Engine, key: &str, value: &str) -> Vec<String> {
     let label = [(key, value)];
     let mut out: Vec<String> = engine
@@ -86,6 +93,14 @@ pub async fn labelled(engine: &Engine, key: &str, value: &str) -> Vec<String> {
         .into_iter()
         .flat_map(|c| c.names.unwrap_or_default())
         .collect();
+    out.extend(
+        engine
+            .volumes_with_labels(&label)
+            .await
+            .expect("list volumes")
+            .into_iter()
+            .map(|v| v.name),
+    );
     out.extend(
         engine
             .networks_with_labels(&label)

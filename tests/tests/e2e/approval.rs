@@ -405,6 +405,7 @@ async fn a_capability_approval_then_resume_runs_the_new_dockerfile_with_the_tran
                 labels: run_labels(&run),
                 upstream_ca: None,
                 pipelock_image: None,
+                workspace: None,
             })
             .expect("launch record");
         let mut child = Command::new(bin_dir().join("launcher"))
@@ -509,6 +510,8 @@ async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
             secret_env: Vec::new(),
             files: Vec::new(),
             mounts: Vec::new(),
+            volumes: Vec::new(),
+            confinement: launcher::plan::Confinement::engine_default(),
             health: None,
             labels: run_labels(&run),
         };

@@ -162,6 +162,8 @@ pub async fn start(
         secret_env: Vec::new(),
         files: Vec::new(),
         mounts: Vec::new(),
+        volumes: Vec::new(),
+        confinement: launcher::plan::Confinement::engine_default(),
         health: None,
         labels,
     };
