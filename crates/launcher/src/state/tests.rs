@@ -142,3 +142,44 @@ fn leftovers_split_stale_from_preserved_and_skip_live_bottles() {
     assert!(!b.dir().exists());
     b.remove().expect("a missing directory is fine");
 }
+
+#[test]
+fn recorded_placeholders_go_with_the_state_and_never_take_operator_files() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ws = tempfile::tempdir().expect("workspace");
+    let st = BottleState::new(tmp.path(), &Identity::parse("dev-ddddd").expect("id"));
+    st.create(&meta("dev-ddddd")).expect("create");
+    let list = vec![
+        Placeholder {
+            path: ws.path().join("claude-bottle.yaml"),
+            dir: true,
+        },
+        Placeholder {
+            path: ws.path().join("inc.cfg"),
+            dir: false,
+        },
+    ];
+    st.record_placeholders(&list).expect("record");
+    crate::workspace::create_placeholders(&list).expect("create");
+    // A crash: the state is stale; removing it removes the placeholders.
+    assert!(st.remove_unless_preserved().expect("removed"));
+    assert!(!ws.path().join("claude-bottle.yaml").exists());
+    assert!(!ws.path().join("inc.cfg").exists());
+
+    // Teardown of a preserved state removes them too, and a placeholder the
+    // operator filled meanwhile is left with a warning.
+    st.create(&meta("dev-ddddd")).expect("create");
+    st.record_placeholders(&list).expect("record");
+    crate::workspace::create_placeholders(&list).expect("create");
+    std::fs::write(ws.path().join("inc.cfg"), "[user]\n").expect("operator writes");
+    std::fs::write(st.dir().join(PRESERVE_MARKER), "x").expect("marker");
+    let warnings = st.remove_placeholders();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("inc.cfg"), "{warnings:?}");
+    assert!(!ws.path().join("claude-bottle.yaml").exists());
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("inc.cfg")).expect("kept"),
+        "[user]\n"
+    );
+    assert!(st.remove_placeholders().is_empty(), "the record is gone");
+}
