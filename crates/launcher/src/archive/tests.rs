@@ -91,7 +91,10 @@ fn debug_does_not_print_contents() {
     );
 }
 
-fn entries(tar: &[u8]) -> Vec<(String, u32, u64, String)> {
+/// (path, mode, uid, contents) of each entry.
+type Listing = Vec<(String, u32, u64, String)>;
+
+fn entries(tar: &[u8]) -> Listing {
     let mut out = Vec::new();
     let mut archive = tar::Archive::new(tar);
     for e in archive.entries().expect("entries") {
@@ -128,7 +131,7 @@ fn reroot_splits_by_the_deepest_writable_mount() {
         "/var/lib".to_owned(),
     ];
     let parts = reroot(&tar, &roots).expect("reroot");
-    let got: Vec<(String, Vec<(String, u32, u64, String)>)> = parts
+    let got: Vec<(String, Listing)> = parts
         .iter()
         .map(|(root, t)| (root.clone(), entries(t)))
         .collect();
