@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use launcher::docker::Engine;
 use launcher::images::{AgentImage, ImageOptions, ImageSet};
+use launcher::plan::{Attachment, Confinement, ContainerPlan};
 
 /// Set to `1` to make a missing Docker engine a failure instead of a skip.
 pub const REQUIRE_DOCKER_ENV: &str = "CLAUDE_BOTTLE_REQUIRE_DOCKER";
@@ -198,4 +199,35 @@ pub async fn prepare_images(engine: &Engine) -> ImageSet {
     launcher::images::ensure(engine, &opts, &AgentImage::Default, &mut progress)
         .await
         .expect("preparing images")
+}
+
+/// A container of the test's own (a fake upstream, a DNS logger, a
+/// stand-in): on `network` with `aliases`, the engine's default
+/// confinement, no files, mounts or health check. Not part of any bottle
+/// (the component is unused by the engine calls).
+pub fn helper_container(
+    name: &str,
+    image: &str,
+    user: &str,
+    cmd: Vec<String>,
+    network: Attachment,
+    labels: BTreeMap<String, String>,
+) -> ContainerPlan {
+    ContainerPlan {
+        component: launcher::identity::Component::Agent,
+        name: name.to_owned(),
+        image: image.to_owned(),
+        user: user.to_owned(),
+        cmd,
+        workdir: None,
+        networks: vec![network],
+        env: BTreeMap::new(),
+        secret_env: Vec::new(),
+        files: Vec::new(),
+        mounts: Vec::new(),
+        volumes: Vec::new(),
+        confinement: Confinement::engine_default(),
+        health: None,
+        labels,
+    }
 }

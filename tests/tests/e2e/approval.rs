@@ -489,7 +489,7 @@ async fn a_capability_approval_then_resume_runs_the_new_dockerfile_with_the_tran
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
     use launcher::apply::{DockerPipelock, PipelockMirror as _};
-    use launcher::plan::{Attachment, ContainerPlan, PIPELOCK_BINARY, PIPELOCK_CONFIG};
+    use launcher::plan::{Attachment, PIPELOCK_BINARY, PIPELOCK_CONFIG};
     let Some(engine) =
         engine_or_skip("the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy").await
     else {
@@ -498,23 +498,14 @@ async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
     prepare_images(&engine).await;
     with_run(engine.clone(), |run| async move {
         let name = format!("claude-bottle-e2e-pipelock-mirror-{run}");
-        let plan = ContainerPlan {
-            component: Component::Pipelock,
-            name: name.clone(),
-            image: launcher::images::base_tag(),
-            user: "10001:10001".into(),
-            cmd: vec!["sleep".into(), "infinity".into()],
-            workdir: None,
-            networks: vec![Attachment { network: "none".into(), aliases: Vec::new() }],
-            env: std::collections::BTreeMap::new(),
-            secret_env: Vec::new(),
-            files: Vec::new(),
-            mounts: Vec::new(),
-            volumes: Vec::new(),
-            confinement: launcher::plan::Confinement::engine_default(),
-            health: None,
-            labels: run_labels(&run),
-        };
+        let plan = tests::helper_container(
+            &name,
+            &launcher::images::base_tag(),
+            "10001:10001",
+            vec!["sleep".into(), "infinity".into()],
+            Attachment { network: "none".into(), aliases: Vec::new() },
+            run_labels(&run),
+        );
         engine.create_container(&plan, &[]).await.expect("create stand-in");
         let config = "version: 1\nmode: strict\n\napi_allowlist:\n  - \"api.github.com\"\n\nforward_proxy:\n  enabled: true\n";
         let file = |path: &str, mode: u32, text: &str| launcher::archive::FileEntry {

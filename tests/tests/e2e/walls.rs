@@ -299,33 +299,20 @@ async fn dns_logger_container(engine: &Engine, run: &str, image: &str) -> (Strin
         .await
         .expect("logger network");
     let name = format!("claude-bottle-e2e-dnslog-{run}");
-    let plan = launcher::plan::ContainerPlan {
-        component: Component::Agent, // unused by the engine calls
-        name: name.clone(),
-        image: image.to_owned(),
-        user: "0:0".into(),
-        cmd: vec![
-            "python3".into(),
-            "-c".into(),
-            DNS_LOGGER.into(),
-            "0.0.0.0".into(),
-            "53".into(),
-            "/tmp/dns.log".into(),
-        ],
-        workdir: None,
-        networks: vec![launcher::plan::Attachment {
+    let plan = tests::helper_container(
+        &name,
+        image,
+        "0:0",
+        ["python3", "-c", DNS_LOGGER, "0.0.0.0", "53", "/tmp/dns.log"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        launcher::plan::Attachment {
             network: net.clone(),
             aliases: Vec::new(),
-        }],
-        env: BTreeMap::new(),
-        secret_env: Vec::new(),
-        files: Vec::new(),
-        mounts: Vec::new(),
-        volumes: Vec::new(),
-        confinement: launcher::plan::Confinement::engine_default(),
-        health: None,
-        labels: run_labels(run),
-    };
+        },
+        run_labels(run),
+    );
     engine
         .create_container(&plan, &[])
         .await
@@ -626,6 +613,30 @@ fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// A bottle of the `plain` agent working in `root` in `mode`.
+async fn start_in(
+    engine: &Engine,
+    images: &launcher::images::ImageSet,
+    run: &str,
+    root: &Path,
+    mode: WorkspaceMode,
+) -> Started {
+    let root = root.to_owned();
+    start_bottle_with(
+        engine,
+        images,
+        run,
+        MANIFEST_WALLS,
+        "plain",
+        BTreeMap::new(),
+        |o: &mut PlanOptions| {
+            o.cwd = Some(root);
+            o.workspace_mode = Some(mode);
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_workspace_cannot_plant_code_for_the_host() {
     let test = "the_workspace_cannot_plant_code_for_the_host";
@@ -639,19 +650,8 @@ async fn the_workspace_cannot_plant_code_for_the_host() {
         let before = snapshot(&root);
 
         // Protect mode.
-        let Started { bottle, state_root } = start_bottle_with(
-            &engine,
-            &images,
-            &run,
-            MANIFEST_WALLS,
-            "plain",
-            BTreeMap::new(),
-            |o: &mut PlanOptions| {
-                o.cwd = Some(root.clone());
-                o.workspace_mode = Some(WorkspaceMode::Protect);
-            },
-        )
-        .await;
+        let Started { bottle, state_root } =
+            start_in(&engine, &images, &run, &root, WorkspaceMode::Protect).await;
         let attempts = [
             ("a git hook", "echo 'touch /tmp/pwned' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit"),
             ("core.fsmonitor via git config", "git config core.fsmonitor 'touch /tmp/pwned'"),
@@ -691,19 +691,8 @@ async fn the_workspace_cannot_plant_code_for_the_host() {
 
         // Copy mode: the agent works on its copy; nothing reaches the host.
         let before = snapshot(&root);
-        let Started { bottle, state_root } = start_bottle_with(
-            &engine,
-            &images,
-            &run,
-            MANIFEST_WALLS,
-            "plain",
-            BTreeMap::new(),
-            |o: &mut PlanOptions| {
-                o.cwd = Some(root.clone());
-                o.workspace_mode = Some(WorkspaceMode::Copy);
-            },
-        )
-        .await;
+        let Started { bottle, state_root } =
+            start_in(&engine, &images, &run, &root, WorkspaceMode::Copy).await;
         let (code, out) = sh(
             &bottle,
             "cd /workspace && cat notes.txt && echo x > .git/hooks/pre-commit && echo copy > copied.txt && echo '{}' > claude-bottle.json \
