@@ -199,6 +199,12 @@ struct Prepared {
 /// made to exist (built when missing); without, their tags are computed
 /// only (`--dry-run`).
 async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<Prepared> {
+    // An engine that cannot be protected is refused before anything is
+    // built or read.
+    let report = match engine {
+        Some(engine) => Some(assess_engine(engine).await?),
+        None => None,
+    };
     let cwd_now = std::env::current_dir().context("reading the current directory")?;
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let loaded = load::find_and_load(
@@ -285,8 +291,8 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
         let guards = launcher::workspace::survey(&w.host)?;
         plan = plan.with_guards(guards);
     }
-    if let Some(engine) = engine {
-        plan = plan.with_engine(assess_engine(engine).await?);
+    if let Some(report) = report {
+        plan = plan.with_engine(report);
     }
     let metadata = Metadata {
         identity: identity.to_string(),
