@@ -50,7 +50,7 @@ pub const AGENT_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// docs/decisions.md, 2026-11-30).
 pub const DNS_SINK: &str = "127.0.0.1";
 /// Resolver options of the containers using [`DNS_SINK`]: names the sink
-/// never answers fail in about two seconds instead of twenty.
+/// never answers fail in three to four seconds instead of twenty.
 pub const DNS_OPTIONS: &[&str] = &["timeout:1", "attempts:2"];
 /// The bridge driver option that gives the host no address on the
 /// internal network, so the agent's default route leads nowhere.
