@@ -1,5 +1,7 @@
 //! Per-bottle state on the host: `<root>/<identity>/` with `metadata.json`
-//! (agent, cwd, started_at, versions) and the supervise queue directory.
+//! (agent, cwd, started_at, versions), the supervise queue directory and,
+//! in protect mode, `placeholders.json` (the empty placeholders the launcher
+//! created in the workspace, removed with the bottle or by `cleanup`).
 //!
 //! The root is `~/.claude-bottle/state` unless overridden
 //! (`CLAUDE_BOTTLE_STATE_DIR`, `--state-dir`). A bottle's directory is
