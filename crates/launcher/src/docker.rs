@@ -916,9 +916,9 @@ impl Engine {
             .map_err(DockerError::ListNetworks)
     }
 
-    /// Containers and networks whose name is exactly one of `names`
-    /// (the orphan probe: Docker's name filter is a substring match, so
-    /// results are re-checked for equality).
+    /// Containers, networks and volumes whose name is exactly one of
+    /// `names` (the orphan probe: Docker's name filter is a substring
+    /// match, so results are re-checked for equality).
     pub async fn existing_names(&self, names: &[String]) -> Result<Vec<String>, DockerError> {
         let mut found = Vec::new();
         for name in names {
@@ -951,6 +951,19 @@ impl Engine {
                 .await
                 .map_err(DockerError::ListNetworks)?;
             if ns.iter().any(|n| n.name.as_deref() == Some(name.as_str())) {
+                found.push(name.clone());
+                continue;
+            }
+            let vs = self
+                .docker
+                .list_volumes(Some(
+                    ListVolumesOptionsBuilder::default()
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await
+                .map_err(DockerError::ListVolumes)?;
+            if vs.volumes.iter().flatten().any(|v| v.name == *name) {
                 found.push(name.clone());
             }
         }

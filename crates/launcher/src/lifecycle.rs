@@ -263,6 +263,7 @@ pub async fn launch_until(
     // 2. Orphan probe.
     let mut names: Vec<String> = plan.containers.iter().map(|c| c.name.clone()).collect();
     names.extend(plan.networks.iter().map(|n| n.name.clone()));
+    names.extend(plan.volumes.iter().map(|v| v.name.clone()));
     let found = engine
         .existing_names(&names)
         .await

@@ -351,6 +351,13 @@ async fn an_orphan_probe_refuses_and_cleanup_removes_planted_orphans() {
             "{msg}"
         );
         assert!(
+            msg.contains(&format!(
+                "{}-config",
+                identity.container_name(Component::Egress)
+            )),
+            "the planted volume is found by the probe: {msg}"
+        );
+        assert!(
             !state_root.path().join(identity.as_str()).exists(),
             "nothing created on refusal"
         );
