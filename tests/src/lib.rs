@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use launcher::docker::Engine;
 use launcher::images::{AgentImage, ImageOptions, ImageSet};
+use launcher::plan::{Attachment, Confinement, ContainerPlan};
 
 /// Set to `1` to make a missing Docker engine a failure even when skips
 /// are allowed (CI sets it).
@@ -72,7 +73,8 @@ pub fn run_labels(run: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(LABEL_TEST_RUN.to_owned(), run.to_owned())])
 }
 
-/// Removes every container, then every network, labelled with `run`.
+/// Removes every container, then every volume and network, labelled
+/// with `run`.
 pub async fn purge(engine: &Engine, run: &str) {
     let label = [(LABEL_TEST_RUN, run)];
     if let Ok(cs) = engine.containers_with_labels(&label).await {
@@ -80,6 +82,11 @@ pub async fn purge(engine: &Engine, run: &str) {
             if let Some(id) = c.id {
                 let _ = engine.remove_container(&id).await;
             }
+        }
+    }
+    if let Ok(vs) = engine.volumes_with_labels(&label).await {
+        for v in vs {
+            let _ = engine.remove_volume(&v.name).await;
         }
     }
     if let Ok(ns) = engine.networks_with_labels(&label).await {
@@ -91,12 +98,13 @@ pub async fn purge(engine: &Engine, run: &str) {
     }
 }
 
-/// Names of the containers and networks labelled with `run`.
+/// Names of the containers, volumes and networks labelled with `run`.
 pub async fn leftovers(engine: &Engine, run: &str) -> Vec<String> {
     labelled(engine, LABEL_TEST_RUN, run).await
 }
 
-/// Names of the containers and networks carrying label `key=value`.
+/// Names of the containers, volumes and networks carrying label
+/// `key=value`.
 pub async fn labelled(engine: &Engine, key: &str, value: &str) -> Vec<String> {
     let label = [(key, value)];
     let mut out: Vec<String> = engine
@@ -106,6 +114,14 @@ pub async fn labelled(engine: &Engine, key: &str, value: &str) -> Vec<String> {
         .into_iter()
         .flat_map(|c| c.names.unwrap_or_default())
         .collect();
+    out.extend(
+        engine
+            .volumes_with_labels(&label)
+            .await
+            .expect("list volumes")
+            .into_iter()
+            .map(|v| v.name),
+    );
     out.extend(
         engine
             .networks_with_labels(&label)
@@ -203,4 +219,35 @@ pub async fn prepare_images(engine: &Engine) -> ImageSet {
     launcher::images::ensure(engine, &opts, &AgentImage::Default, &mut progress)
         .await
         .expect("preparing images")
+}
+
+/// A container of the test's own (a fake upstream, a DNS logger, a
+/// stand-in): on `network` with `aliases`, the engine's default
+/// confinement, no files, mounts or health check. Not part of any bottle
+/// (the component is unused by the engine calls).
+pub fn helper_container(
+    name: &str,
+    image: &str,
+    user: &str,
+    cmd: Vec<String>,
+    network: Attachment,
+    labels: BTreeMap<String, String>,
+) -> ContainerPlan {
+    ContainerPlan {
+        component: launcher::identity::Component::Agent,
+        name: name.to_owned(),
+        image: image.to_owned(),
+        user: user.to_owned(),
+        cmd,
+        workdir: None,
+        networks: vec![network],
+        env: BTreeMap::new(),
+        secret_env: Vec::new(),
+        files: Vec::new(),
+        mounts: Vec::new(),
+        volumes: Vec::new(),
+        confinement: Confinement::engine_default(),
+        health: None,
+        labels,
+    }
 }

@@ -170,6 +170,9 @@ pub fn stop(args: &StopArgs) -> anyhow::Result<()> {
         let root = state::root(args.state_dir.as_deref(), |k| std::env::var(k).ok())?;
         let st = BottleState::new(&root, &identity);
         let had_state = st.dir().exists();
+        for w in st.remove_placeholders() {
+            eprintln!("warning: {w}");
+        }
         st.remove_unless_preserved()?;
         if before.is_empty() && !had_state {
             bail!(
@@ -233,6 +236,17 @@ pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
                 stray_networks.push(n.name.unwrap_or_default());
             }
         }
+        // Volumes of bottles that have no container left.
+        let mut stray_volumes = Vec::new();
+        for v in engine
+            .volumes_with_labels(&[(LABEL_MANAGED, "true")])
+            .await?
+        {
+            let id = v.labels.get(LABEL_IDENTITY).cloned().unwrap_or_default();
+            if !found.iter().any(|f| f.identity == id) {
+                stray_volumes.push(v.name);
+            }
+        }
         let root = state::root(args.state_dir.as_deref(), |k| std::env::var(k).ok())?;
         let left = state::leftovers(&root, &live)?;
         let stale = left.stale;
@@ -270,6 +284,7 @@ pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
         }
         if orphans.is_empty()
             && stray_networks.is_empty()
+            && stray_volumes.is_empty()
             && stale.is_empty()
             && images.is_empty()
             && superseded.is_empty()
@@ -287,6 +302,9 @@ pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
         }
         for n in &stray_networks {
             println!("stray network {n}");
+        }
+        for v in &stray_volumes {
+            println!("stray volume {v}");
         }
         for s in &stale {
             println!("stale state {}", root.join(s.as_str()).display());
@@ -319,8 +337,16 @@ pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
             engine.remove_network(n).await?;
             println!("removed {n}");
         }
+        for v in &stray_volumes {
+            engine.remove_volume(v).await?;
+            println!("removed {v}");
+        }
         for s in &stale {
-            BottleState::new(&root, s).remove_unless_preserved()?;
+            let st = BottleState::new(&root, s);
+            for w in st.remove_placeholders() {
+                eprintln!("warning: {w}");
+            }
+            st.remove_unless_preserved()?;
             println!("removed {}", root.join(s.as_str()).display());
         }
         for p in removable_preserved {

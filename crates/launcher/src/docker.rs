@@ -3,10 +3,13 @@
 //! Docker's own message.
 //!
 //! Is: connecting (with API version negotiation: the engine may be older
-//! than bollard's default), images (exists, import a root file system,
-//! build), networks, containers (create from a [`ContainerPlan`], upload
-//! archives, start, exec, readiness polling, logs, removal) and listing
-//! objects by label.
+//! than bollard's default), the engine's own report ([`Engine::info`]),
+//! images (exists, import a root file system, build), networks (with
+//! driver options, and what Docker says it made), volumes, containers
+//! (create from a [`ContainerPlan`] with its confinement, upload archives —
+//! into the writable mounts when the root is read-only —, read a file back,
+//! start, exec, readiness polling, logs, removal) and listing objects by
+//! label.
 //!
 //! Is not: the launch order or teardown policy (see `lifecycle`), nor the
 //! plan. Secret values pass through [`Engine::create_container`] into the
@@ -20,17 +23,20 @@ use bollard::body_full;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, EndpointSettings, HostConfig, Network,
-    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
+    ContainerCreateBody, ContainerSummary, EndpointSettings, HostConfig, Mount, MountType, Network,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, Volume, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 
-use crate::plan::{ContainerPlan, NetworkPlan};
+use crate::archive::{self, ArchiveError, Fetched};
+use crate::plan::{ContainerPlan, NetworkPlan, VolumePlan};
+use crate::preflight::engine::EngineInfo;
 
 /// A Docker operation that failed; each variant names what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +127,28 @@ pub enum DockerError {
         image: String,
         source: bollard::errors::Error,
     },
+    #[error("asking the Docker engine for its version and configuration: {0}")]
+    Info(#[source] bollard::errors::Error),
+    #[error("creating volume {name}: {source}")]
+    CreateVolume {
+        name: String,
+        source: bollard::errors::Error,
+    },
+    #[error("removing volume {name}: {source}")]
+    RemoveVolume {
+        name: String,
+        source: bollard::errors::Error,
+    },
+    #[error("listing volumes: {0}")]
+    ListVolumes(#[source] bollard::errors::Error),
+    #[error("reading {path} from container {name}: {source}")]
+    Download {
+        name: String,
+        path: String,
+        source: bollard::errors::Error,
+    },
+    #[error("files for container {name}: {source}")]
+    Archive { name: String, source: ArchiveError },
     #[error("listing containers: {0}")]
     ListContainers(#[source] bollard::errors::Error),
     #[error("listing networks: {0}")]
@@ -171,6 +199,27 @@ impl Engine {
             .map_err(DockerError::Ping)?;
         docker.ping().await.map_err(DockerError::Ping)?;
         Ok(Self { docker })
+    }
+
+    /// The engine's report about itself: version, API version, OS,
+    /// platform and component names, rootless mode, network drivers.
+    pub async fn info(&self) -> Result<EngineInfo, DockerError> {
+        let v = self.docker.version().await.map_err(DockerError::Info)?;
+        let i = self.docker.info().await.map_err(DockerError::Info)?;
+        let mut platform: Vec<String> = v.platform.map(|p| p.name).into_iter().collect();
+        platform.extend(v.components.unwrap_or_default().into_iter().map(|c| c.name));
+        Ok(EngineInfo {
+            version: v.version.or(i.server_version).unwrap_or_default(),
+            api_version: v.api_version.unwrap_or_default(),
+            os: v.os.or(i.os_type).unwrap_or_default(),
+            platform,
+            rootless: i
+                .security_options
+                .unwrap_or_default()
+                .iter()
+                .any(|o| o.split(',').any(|kv| kv == "name=rootless")),
+            network_drivers: i.plugins.and_then(|p| p.network).unwrap_or_default(),
+        })
     }
 
     /// The bollard client, for callers that need an operation not wrapped here.
@@ -283,12 +332,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Creates a network from its plan.
+    /// Creates a network from its plan (driver options included).
     pub async fn create_network(&self, plan: &NetworkPlan) -> Result<(), DockerError> {
         let req = NetworkCreateRequest {
             name: plan.name.clone(),
             driver: Some("bridge".into()),
             internal: Some(plan.internal),
+            options: Some(plan.options.clone().into_iter().collect()),
             labels: Some(plan.labels.clone().into_iter().collect()),
             ..Default::default()
         };
@@ -300,6 +350,78 @@ impl Engine {
                 name: plan.name.clone(),
                 source,
             })
+    }
+
+    /// What Docker made of network `name`: its id, driver options,
+    /// subnets and gateways.
+    pub async fn network_facts(&self, name: &str) -> Result<NetworkFacts, DockerError> {
+        let net = self
+            .docker
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .map_err(|source| DockerError::InspectNetwork {
+                name: name.to_owned(),
+                source,
+            })?;
+        let config = net.ipam.and_then(|i| i.config).unwrap_or_default();
+        Ok(NetworkFacts {
+            id: net.id.unwrap_or_default(),
+            options: net.options.unwrap_or_default().into_iter().collect(),
+            subnets: config.iter().filter_map(|c| c.subnet.clone()).collect(),
+            gateways: config.iter().filter_map(|c| c.gateway.clone()).collect(),
+        })
+    }
+
+    /// Creates a named volume from its plan.
+    pub async fn create_volume(&self, plan: &VolumePlan) -> Result<(), DockerError> {
+        let req = VolumeCreateRequest {
+            name: Some(plan.name.clone()),
+            driver: Some("local".into()),
+            labels: Some(plan.labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(req)
+            .await
+            .map(|_| ())
+            .map_err(|source| DockerError::CreateVolume {
+                name: plan.name.clone(),
+                source,
+            })
+    }
+
+    /// Removes a volume; a missing one is fine.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
+        let opts = RemoveVolumeOptionsBuilder::default().force(true).build();
+        match self.docker.remove_volume(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(source) => Err(DockerError::RemoveVolume {
+                name: name.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Volumes carrying every `key=value` label.
+    pub async fn volumes_with_labels(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<Volume>, DockerError> {
+        let filters = label_filters(labels);
+        let opts = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        Ok(self
+            .docker
+            .list_volumes(Some(opts))
+            .await
+            .map_err(DockerError::ListVolumes)?
+            .volumes
+            .unwrap_or_default())
     }
 
     /// The subnets (CIDR text) Docker assigned to network `name`.
@@ -369,18 +491,31 @@ impl Engine {
     ) -> Result<(), DockerError> {
         let mut env: Vec<String> = plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.extend(secret_env.iter().map(|(k, v)| format!("{k}={v}")));
-        let binds: Vec<String> = plan
+        // The Mounts API, not Binds: a missing host path is an error (Binds
+        // would create it as root), and no path is parsed at `:`.
+        let mut mounts: Vec<Mount> = plan
             .mounts
             .iter()
-            .map(|m| {
-                format!(
-                    "{}:{}{}",
-                    m.source.display(),
-                    m.target,
-                    if m.read_only { ":ro" } else { "" }
-                )
+            .map(|m| Mount {
+                typ: Some(MountType::BIND),
+                source: Some(m.source.display().to_string()),
+                target: Some(m.target.clone()),
+                read_only: Some(m.read_only),
+                ..Default::default()
             })
             .collect();
+        mounts.extend(plan.volumes.iter().map(|v| Mount {
+            typ: Some(MountType::VOLUME),
+            source: Some(v.volume.clone()),
+            target: Some(v.target.clone()),
+            read_only: Some(false),
+            ..Default::default()
+        }));
+        let c = &plan.confinement;
+        let map = |m: &std::collections::BTreeMap<String, String>| {
+            (!m.is_empty()).then(|| m.clone().into_iter().collect::<HashMap<_, _>>())
+        };
+        let memory = i64::try_from(c.memory_bytes).unwrap_or(i64::MAX);
         let first = plan.networks.first();
         let endpoints = first.map(|a| {
             HashMap::from([(
@@ -399,9 +534,24 @@ impl Engine {
             working_dir: plan.workdir.clone(),
             labels: Some(plan.labels.clone().into_iter().collect()),
             host_config: Some(HostConfig {
-                binds: (!binds.is_empty()).then_some(binds),
+                mounts: (!mounts.is_empty()).then_some(mounts),
                 network_mode: first.map(|a| a.network.clone()),
                 init: Some(true),
+                cap_drop: (!c.cap_drop.is_empty()).then(|| c.cap_drop.clone()),
+                cap_add: (!c.cap_add.is_empty()).then(|| c.cap_add.clone()),
+                security_opt: c
+                    .no_new_privileges
+                    .then(|| vec!["no-new-privileges:true".to_owned()]),
+                readonly_rootfs: c.read_only_rootfs.then_some(true),
+                tmpfs: map(&c.tmpfs),
+                // 0: no limit (only helper containers of the tests).
+                memory: (memory > 0).then_some(memory),
+                // Equal to memory: no swap on top of the limit.
+                memory_swap: (memory > 0).then_some(memory),
+                pids_limit: (c.pids_limit > 0).then(|| i64::from(c.pids_limit)),
+                sysctls: map(&c.sysctls),
+                dns: c.dns.as_ref().map(|d| d.servers.clone()),
+                dns_options: c.dns.as_ref().map(|d| d.options.clone()),
                 ..Default::default()
             }),
             networking_config: endpoints.map(|e| NetworkingConfig {
@@ -439,13 +589,121 @@ impl Engine {
         Ok(())
     }
 
-    /// Extracts `tar` (see [`crate::archive`]) at `/` in the container.
+    /// Extracts `tar` (entries relative to `/`, see [`crate::archive`]) in
+    /// the container. When its root file system is read-only, the archive
+    /// is split by the container's writable mounts and each part extracted
+    /// there (Docker accepts uploads only into a volume or bind mount); a
+    /// file on none of them is an error naming it.
     pub async fn upload(&self, name: &str, tar: Vec<u8>) -> Result<(), DockerError> {
-        let opts = UploadToContainerOptionsBuilder::default().path("/").build();
+        let info = self
+            .docker
+            .inspect_container(name, None)
+            .await
+            .map_err(|source| DockerError::InspectContainer {
+                name: name.to_owned(),
+                source,
+            })?;
+        let read_only = info
+            .host_config
+            .as_ref()
+            .and_then(|h| h.readonly_rootfs)
+            .unwrap_or(false);
+        let parts = if read_only {
+            let roots: Vec<String> = info
+                .mounts
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m.rw.unwrap_or(false))
+                .filter_map(|m| m.destination)
+                .collect();
+            archive::reroot(&tar, &roots).map_err(|source| DockerError::Archive {
+                name: name.to_owned(),
+                source,
+            })?
+        } else {
+            vec![("/".to_owned(), tar)]
+        };
+        for (root, part) in parts {
+            self.upload_at(name, &root, part).await?;
+        }
+        Ok(())
+    }
+
+    /// Extracts the archive `tar` at `path` in the container.
+    pub async fn upload_at(&self, name: &str, path: &str, tar: Vec<u8>) -> Result<(), DockerError> {
+        let opts = UploadToContainerOptionsBuilder::default()
+            .path(path)
+            .build();
         self.docker
             .upload_to_container(name, Some(opts), body_full(tar.into()))
             .await
             .map_err(|source| DockerError::Upload {
+                name: name.to_owned(),
+                source,
+            })
+    }
+
+    /// Extracts an archive streamed from `tar` at `path` in the container
+    /// (the copy workspace mode: a whole directory, never in memory).
+    pub async fn upload_stream(
+        &self,
+        name: &str,
+        path: &str,
+        tar: impl Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    ) -> Result<(), DockerError> {
+        let opts = UploadToContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        self.docker
+            .upload_to_container(name, Some(opts), bollard::body_try_stream(tar))
+            .await
+            .map_err(|source| DockerError::Upload {
+                name: name.to_owned(),
+                source,
+            })
+    }
+
+    /// Reads the file at `path` in the container (created or running),
+    /// at most `limit` bytes; `Ok(None)` when there is none.
+    pub async fn read_file(
+        &self,
+        name: &str,
+        path: &str,
+        limit: u64,
+    ) -> Result<Option<Fetched>, DockerError> {
+        let opts = DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let err = |source| DockerError::Download {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            source,
+        };
+        let mut stream = self.docker.download_from_container(name, Some(opts));
+        let mut tar = Vec::new();
+        // The archive carries headers on top of the file: allow a margin.
+        let cap = limit.saturating_add(64 * 1024);
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    tar.extend_from_slice(&bytes);
+                    if tar.len() as u64 > cap {
+                        return Err(DockerError::Archive {
+                            name: name.to_owned(),
+                            source: ArchiveError::TooLarge {
+                                path: path.to_owned(),
+                                limit,
+                            },
+                        });
+                    }
+                }
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(err(e)),
+            }
+        }
+        archive::single_file(&tar, path, limit)
+            .map(Some)
+            .map_err(|source| DockerError::Archive {
                 name: name.to_owned(),
                 source,
             })
@@ -677,9 +935,9 @@ impl Engine {
             .map_err(DockerError::ListNetworks)
     }
 
-    /// Containers and networks whose name is exactly one of `names`
-    /// (the orphan probe: Docker's name filter is a substring match, so
-    /// results are re-checked for equality).
+    /// Containers, networks and volumes whose name is exactly one of
+    /// `names` (the orphan probe: Docker's name filter is a substring
+    /// match, so results are re-checked for equality).
     pub async fn existing_names(&self, names: &[String]) -> Result<Vec<String>, DockerError> {
         let mut found = Vec::new();
         for name in names {
@@ -713,10 +971,36 @@ impl Engine {
                 .map_err(DockerError::ListNetworks)?;
             if ns.iter().any(|n| n.name.as_deref() == Some(name.as_str())) {
                 found.push(name.clone());
+                continue;
+            }
+            let vs = self
+                .docker
+                .list_volumes(Some(
+                    ListVolumesOptionsBuilder::default()
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await
+                .map_err(DockerError::ListVolumes)?;
+            if vs.volumes.iter().flatten().any(|v| v.name == *name) {
+                found.push(name.clone());
             }
         }
         Ok(found)
     }
+}
+
+/// What Docker reports about a network it created.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkFacts {
+    /// The network id (the bridge interface is `br-<first 12>`).
+    pub id: String,
+    /// Driver options as stored.
+    pub options: std::collections::BTreeMap<String, String>,
+    /// Subnets (CIDR).
+    pub subnets: Vec<String>,
+    /// Gateway addresses.
+    pub gateways: Vec<String>,
 }
 
 /// Removes terminal escape sequences (`ESC [ … letter`) from build output,

@@ -36,3 +36,4 @@ pub mod resume;
 pub mod routes_edit;
 pub mod skills;
 pub mod state;
+pub mod workspace;

@@ -3,9 +3,15 @@
 //! Order: resolve secrets (a missing operator variable stops the launch by
 //! name, before Docker is touched) → orphan probe (any object with one of
 //! this bottle's names stops the launch with the `cleanup` hint) → state
-//! directory → networks → per-bottle CA → each sidecar (create, copy its
-//! files in with explicit modes, start, wait until its readiness check
-//! passes) → the agent (same, then the CA into its trust store first).
+//! directory → workspace guards (protect mode: survey, placeholders
+//! recorded then created) → networks (the internal one checked for a host
+//! address: refused if it has one) → volumes → per-bottle CA → each
+//! sidecar (create, copy its files in with explicit modes — into its
+//! volumes, the root being read-only —, start, wait until its readiness
+//! check passes) → the agent (create; its trust bundle, the image's own
+//! plus the bottle CA, and its files written before it starts; copy mode:
+//! the workspace copied in; start). Nothing is ever run as root in the
+//! agent.
 //!
 //! Invariant: every object created is recorded before the next step runs,
 //! and [`Bottle::teardown`] removes them in reverse order; a failure at any
@@ -14,12 +20,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::archive::{self, FileEntry};
+use crate::archive::{self, Fetched, FileEntry};
 use crate::ca::BottleCa;
 use crate::docker::{DockerError, Engine, ExecOutput};
 use crate::identity::{Component, LABEL_IDENTITY, LABEL_MANAGED};
-use crate::plan::{ContainerPlan, FileSource, Plan};
+use crate::plan::{AGENT_UID, ContainerPlan, FileSource, INHIBIT_IPV4, Mount, Plan, WORKSPACE};
+use crate::preflight::engine::{in_cidr, local_ipv4_addresses};
 use crate::state::{BottleState, Metadata, StateError};
+use crate::workspace::{self, WorkspaceError};
+
+/// The largest trust bundle read from an agent image.
+pub const MAX_TRUST_BUNDLE: u64 = 16 * 1024 * 1024;
 
 /// Label holding the launching process's pid (orphan detection).
 pub const LABEL_LAUNCHER_PID: &str = "dev.claude-bottle.launcher-pid";
@@ -102,17 +113,28 @@ pub enum LaunchError {
         /// What Docker reported.
         found: Vec<String>,
     },
-    /// Installing the CA in the agent failed.
+    /// The internal network has a host address after all.
     #[error(
-        "installing the bottle CA in {container}: update-ca-certificates exited {code:?}: {output}"
+        "network {network} would let the agent reach the host: {reason}; upgrade Docker Engine (20.10 or newer honours {INHIBIT_IPV4}) or report this engine"
     )]
-    TrustStore {
+    HostWall {
+        /// The network.
+        network: String,
+        /// What was found.
+        reason: String,
+    },
+    /// The workspace cannot be protected or copied.
+    #[error("{0}")]
+    Workspace(#[from] WorkspaceError),
+    /// Copying the workspace into the agent failed.
+    #[error("copying workspace {path} into {container}: {source}")]
+    WorkspaceCopy {
+        /// The workspace.
+        path: std::path::PathBuf,
         /// The agent container.
         container: String,
-        /// Exit code.
-        code: Option<i64>,
-        /// Its output.
-        output: String,
+        /// Why.
+        source: std::io::Error,
     },
 }
 
@@ -151,6 +173,13 @@ impl Materials {
                 format!("{base}{}", crate::plan::pipelock_ssrf_section(&cidrs)).into_bytes()
             }
             FileSource::PipelockCaCert => pipelock_ca()?.cert_pem.as_bytes().to_vec(),
+            // Read from the created container by `Bottle::trust_bundle`.
+            FileSource::TrustBundle => {
+                return Err(Box::new(LaunchError::MissingMaterial {
+                    container: container.to_owned(),
+                    what: "the image's trust bundle (a top-level file only)",
+                }));
+            }
             FileSource::PipelockCaKey => pipelock_ca()?.key_pem.expose().as_bytes().to_vec(),
             FileSource::Bundle(parts) => {
                 let mut out = Vec::new();
@@ -175,6 +204,7 @@ pub struct Bottle {
     state: BottleState,
     containers: Vec<String>,
     networks: Vec<String>,
+    volumes: Vec<String>,
     state_created: bool,
     cancel: Option<tokio::sync::watch::Receiver<bool>>,
 }
@@ -233,6 +263,7 @@ pub async fn launch_until(
     // 2. Orphan probe.
     let mut names: Vec<String> = plan.containers.iter().map(|c| c.name.clone()).collect();
     names.extend(plan.networks.iter().map(|n| n.name.clone()));
+    names.extend(plan.volumes.iter().map(|v| v.name.clone()));
     let found = engine
         .existing_names(&names)
         .await
@@ -252,6 +283,7 @@ pub async fn launch_until(
         state,
         containers: Vec::new(),
         networks: Vec::new(),
+        volumes: Vec::new(),
         state_created: false,
         cancel,
     };
@@ -310,6 +342,7 @@ impl Bottle {
             })
             .unwrap_or_default();
         self.state.write_token_slots(&slots)?;
+        self.guard_workspace(progress).map_err(|e| *e)?;
         for n in self.plan.networks.clone() {
             progress(&format!(
                 "network {} ({})",
@@ -325,6 +358,23 @@ impl Bottle {
                 .await
                 .map_err(|source| LaunchError::Docker {
                     step: format!("creating network {}", n.name),
+                    source,
+                })?;
+            if n.internal {
+                let how = self.check_host_wall(&n.name).await?;
+                progress(&format!("network {}: {how}", n.name));
+            }
+        }
+        for v in self.plan.volumes.clone() {
+            if self.cancel_requested() {
+                return Err(LaunchError::Interrupted);
+            }
+            self.volumes.push(v.name.clone());
+            self.engine
+                .create_volume(&v)
+                .await
+                .map_err(|source| LaunchError::Docker {
+                    step: format!("creating volume {}", v.name),
                     source,
                 })?;
         }
@@ -404,7 +454,12 @@ impl Bottle {
             .map_err(docker("creating"))?;
         let mut files: Vec<FileEntry> = Vec::with_capacity(c.files.len());
         for f in &c.files {
-            let contents = materials.contents(&f.source, &c.name).map_err(|e| *e)?;
+            let contents = match &f.source {
+                FileSource::TrustBundle => {
+                    self.trust_bundle(c, &f.path, materials, progress).await?
+                }
+                other => materials.contents(other, &c.name).map_err(|e| *e)?,
+            };
             files.push(FileEntry {
                 path: f.path.clone(),
                 mode: f.mode,
@@ -422,6 +477,9 @@ impl Bottle {
                 .upload(&c.name, tar)
                 .await
                 .map_err(docker("copying files into"))?;
+        }
+        if c.component == Component::Agent {
+            self.copy_workspace(c, progress).await?;
         }
         self.engine
             .start(&c.name)
@@ -442,22 +500,202 @@ impl Bottle {
                 None => ready.await.map_err(docker("waiting for"))?,
             }
         }
-        if c.component == Component::Agent {
-            // The CA goes into the trust store before anything else runs.
-            let out = self
-                .engine
-                .exec(&c.name, "0:0", &["update-ca-certificates".to_owned()])
-                .await
-                .map_err(docker("installing the CA in"))?;
-            if out.code != Some(0) {
-                return Err(LaunchError::TrustStore {
-                    container: c.name.clone(),
-                    code: out.code,
-                    output: out.output,
-                });
-            }
-        }
         progress(&format!("{}: ready", c.component));
+        Ok(())
+    }
+
+    /// Protect mode: finds the workspace's guards, records and creates the
+    /// placeholders, and mounts every guard read-only over the agent's
+    /// bind mount.
+    fn guard_workspace(
+        &mut self,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), Box<LaunchError>> {
+        let Some(w) = self.plan.workspace.clone() else {
+            return Ok(());
+        };
+        if w.mode != manifest::WorkspaceMode::Protect {
+            progress(&format!(
+                "workspace {}: copy mode (copied into the agent; nothing is written back)",
+                w.host.display()
+            ));
+            return Ok(());
+        }
+        let guards = workspace::survey(&w.host).map_err(LaunchError::from)?;
+        let list = workspace::placeholders(&w.host, &guards);
+        if !list.is_empty() {
+            self.state
+                .record_placeholders(&list)
+                .map_err(LaunchError::from)?;
+            workspace::create_placeholders(&list).map_err(LaunchError::from)?;
+        }
+        let names: Vec<String> = guards
+            .iter()
+            .map(|g| g.path.display().to_string())
+            .collect();
+        progress(&format!(
+            "workspace {}: read-only in the agent: {}",
+            w.host.display(),
+            names.join(", ")
+        ));
+        if let Some(agent) = self
+            .plan
+            .containers
+            .iter_mut()
+            .find(|c| c.component == Component::Agent)
+        {
+            agent.mounts.extend(guards.iter().map(|g| Mount {
+                source: w.host.join(&g.path),
+                target: format!("{WORKSPACE}/{}", g.path.display()),
+                read_only: true,
+            }));
+        }
+        if let Some(ws) = self.plan.workspace.as_mut() {
+            ws.guards = guards;
+        }
+        Ok(())
+    }
+
+    /// Checks that Docker made the internal network without a host
+    /// address: the driver kept `inhibit_ipv4`, and, when the bridge is in
+    /// this process's network namespace, no address of its subnets is the
+    /// host's. Returns how it was checked.
+    async fn check_host_wall(&self, network: &str) -> Result<String, LaunchError> {
+        let facts =
+            self.engine
+                .network_facts(network)
+                .await
+                .map_err(|source| LaunchError::Docker {
+                    step: format!("inspecting network {network}"),
+                    source,
+                })?;
+        let refuse = |reason: String| LaunchError::HostWall {
+            network: network.to_owned(),
+            reason,
+        };
+        if facts.options.get(INHIBIT_IPV4).map(String::as_str) != Some("true") {
+            return Err(refuse(format!(
+                "the engine did not keep the {INHIBIT_IPV4} option (it has {:?})",
+                facts.options
+            )));
+        }
+        let bridge = format!("br-{}", facts.id.get(..12).unwrap_or(&facts.id));
+        if !std::path::Path::new("/sys/class/net")
+            .join(&bridge)
+            .exists()
+        {
+            return Ok(format!(
+                "{INHIBIT_IPV4} kept by the engine; its bridge is in another network namespace (remote or rootless engine), so the host side is not checked from here"
+            ));
+        }
+        let fib = std::fs::read_to_string("/proc/net/fib_trie").map_err(|e| {
+            refuse(format!(
+                "cannot read /proc/net/fib_trie to check bridge {bridge}: {e}"
+            ))
+        })?;
+        let local = local_ipv4_addresses(&fib);
+        if let Some(ip) = local
+            .iter()
+            .find(|ip| facts.subnets.iter().any(|c| in_cidr(**ip, c)))
+        {
+            return Err(refuse(format!(
+                "the host has address {ip} on bridge {bridge} although {INHIBIT_IPV4}=true was set"
+            )));
+        }
+        Ok(format!(
+            "bridge {bridge} has no host address (checked); the agent's default route leads nowhere"
+        ))
+    }
+
+    /// The agent's trust bundle: the image's own (read from the created
+    /// container; following one symbolic link), then the bottle CA.
+    async fn trust_bundle(
+        &self,
+        c: &ContainerPlan,
+        path: &str,
+        materials: &Materials,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Vec<u8>, LaunchError> {
+        let read = |p: String| {
+            let engine = self.engine.clone();
+            let name = c.name.clone();
+            async move {
+                engine
+                    .read_file(&name, &p, MAX_TRUST_BUNDLE)
+                    .await
+                    .map_err(|source| LaunchError::Docker {
+                        step: format!("reading the trust bundle of {name}"),
+                        source,
+                    })
+            }
+        };
+        let mut bundle = match read(path.to_owned()).await? {
+            Some(Fetched::File(b)) => b,
+            Some(Fetched::Symlink(target)) => {
+                let dir = std::path::Path::new(path)
+                    .parent()
+                    .unwrap_or(std::path::Path::new("/"));
+                let target = dir.join(target).display().to_string();
+                match read(target).await? {
+                    Some(Fetched::File(b)) => b,
+                    _ => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        };
+        progress(&format!(
+            "{}: trust bundle = the image's ({} bytes) + the bottle CA, written before start",
+            c.component,
+            bundle.len()
+        ));
+        if !bundle.is_empty() && !bundle.ends_with(b"\n") {
+            bundle.push(b'\n');
+        }
+        bundle.extend_from_slice(materials.ca.cert_pem.as_bytes());
+        Ok(bundle)
+    }
+
+    /// Copy mode: streams the workspace into the created agent at
+    /// [`WORKSPACE`], owned by the agent user. Nothing is written back.
+    async fn copy_workspace(
+        &self,
+        c: &ContainerPlan,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), LaunchError> {
+        let Some(w) = self
+            .plan
+            .workspace
+            .as_ref()
+            .filter(|w| w.mode == manifest::WorkspaceMode::Copy)
+        else {
+            return Ok(());
+        };
+        let dest = WORKSPACE.trim_start_matches('/');
+        let (stream, done) =
+            archive::stream_directory(w.host.clone(), dest.into(), AGENT_UID, AGENT_UID);
+        let copy_err = |source| LaunchError::WorkspaceCopy {
+            path: w.host.clone(),
+            container: c.name.clone(),
+            source,
+        };
+        let uploaded = self.engine.upload_stream(&c.name, "/", stream).await;
+        let stats = done
+            .await
+            .map_err(|e| copy_err(std::io::Error::other(e.to_string())))?
+            .map_err(copy_err)?;
+        uploaded.map_err(|source| LaunchError::Docker {
+            step: format!("copying the workspace into {}", c.name),
+            source,
+        })?;
+        progress(&format!(
+            "workspace {}: copied {} files, {} directories, {} links ({} bytes; {} special files left out) into the agent; nothing is written back",
+            w.host.display(),
+            stats.files,
+            stats.dirs,
+            stats.symlinks,
+            stats.bytes,
+            stats.skipped
+        ));
         Ok(())
     }
 
@@ -508,12 +746,20 @@ impl Bottle {
                 progress(&format!("teardown: {e}"));
             }
         }
+        while let Some(name) = self.volumes.pop() {
+            if let Err(e) = self.engine.remove_volume(&name).await {
+                progress(&format!("teardown: {e}"));
+            }
+        }
         while let Some(name) = self.networks.pop() {
             if let Err(e) = self.engine.remove_network(&name).await {
                 progress(&format!("teardown: {e}"));
             }
         }
         if self.state_created {
+            for w in self.state.remove_placeholders() {
+                progress(&format!("teardown: {w}"));
+            }
             match self.state.remove_unless_preserved() {
                 Ok(true) => {}
                 Ok(false) => progress(&format!(
@@ -556,6 +802,10 @@ pub async fn remove_by_identity(
             .unwrap_or_default();
         engine.remove_container(&name).await?;
         removed.push(name);
+    }
+    for v in engine.volumes_with_labels(&labels).await? {
+        engine.remove_volume(&v.name).await?;
+        removed.push(v.name);
     }
     for n in engine.networks_with_labels(&labels).await? {
         if let Some(name) = n.name {

@@ -1,11 +1,13 @@
 //! The launch plan: every Docker object a bottle will have, as a pure
 //! function of an agent and [`PlanOptions`].
 //!
-//! Is: names, labels, networks, per-container image, command, user,
-//! environment (non-secret values; secrets only as "`EGRESS_TOKEN_1` from
-//! the operator's `GITHUB_TOKEN`"), files with mode and owner, mounts,
-//! health checks, and which sidecars are left out and why. `--dry-run`
-//! prints it; `start` executes it.
+//! Is: names, labels, networks (the internal one without a host address),
+//! volumes, per-container image, command, user, confinement (capabilities,
+//! no-new-privileges, read-only root, tmpfs, memory and pids limits, DNS,
+//! sysctls), environment (non-secret values; secrets only as
+//! "`EGRESS_TOKEN_1` from the operator's `GITHUB_TOKEN`"), files with mode
+//! and owner, mounts, health checks, the workspace mode, and which sidecars
+//! are left out and why. `--dry-run` prints it; `start` executes it.
 //!
 //! Is not: I/O. No Docker, no environment, no file reads, no randomness:
 //! the identity, the workspace path and the image tags come in through the
@@ -14,10 +16,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use manifest::Agent;
+use manifest::{Agent, WorkspaceMode};
 use serde::Serialize;
 
 use crate::identity::{Component, Identity};
+use crate::preflight::engine::EngineReport;
+use crate::workspace::Guard;
 
 /// egress-proxy's port on the internal network.
 pub const EGRESS_PORT: u16 = 9099;
@@ -35,10 +39,34 @@ pub const AGENT_UID: u64 = 1000;
 pub const AGENT_HOME: &str = "/home/agent";
 /// Where the workspace (`--cwd`) is mounted in the agent.
 pub const WORKSPACE: &str = "/workspace";
-/// The egress CA inside the agent (picked up by `update-ca-certificates`).
+/// The egress CA inside the agent (`NODE_EXTRA_CA_CERTS`).
 pub const AGENT_CA_PATH: &str = "/usr/local/share/ca-certificates/claude-bottle-egress-ca.crt";
-/// The system trust bundle after `update-ca-certificates`.
+/// The agent's system trust bundle: the launcher writes the image's own
+/// bundle plus the bottle CA here before the agent starts (no root exec).
 pub const AGENT_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// The DNS server of the agent and supervise: an address where nothing
+/// the operator runs listens. Docker's embedded resolver (127.0.0.11)
+/// still answers the bottle's own names from its table; any other name it
+/// forwards here, to port 53 in the container's own network namespace,
+/// so no query leaves the bottle on any engine version (CVE-2024-29018;
+/// docs/decisions.md, 2026-11-30).
+pub const DNS_SINK: &str = "127.0.0.1";
+/// Resolver options of the containers using [`DNS_SINK`]: names the sink
+/// never answers fail in three to four seconds instead of twenty.
+pub const DNS_OPTIONS: &[&str] = &["timeout:1", "attempts:2"];
+/// The bridge driver option that gives the host no address on the
+/// internal network, so the agent's default route leads nowhere.
+pub const INHIBIT_IPV4: &str = "com.docker.network.bridge.inhibit_ipv4";
+/// Namespaced sysctls of internal-only containers: no IPv6 at all, so no
+/// link-local path to the host bridge on engines that leave IPv6 on.
+pub const NO_IPV6_SYSCTLS: &[(&str, &str)] = &[
+    ("net.ipv6.conf.all.disable_ipv6", "1"),
+    ("net.ipv6.conf.default.disable_ipv6", "1"),
+];
+/// The capability set every container drops.
+pub const CAP_DROP_ALL: &str = "ALL";
+/// Where sidecars get a tmpfs (their only writable path besides volumes).
+pub const SIDECAR_TMPFS: &str = "/tmp";
 /// The supervise queue directory inside its container.
 pub const SUPERVISE_QUEUE: &str = "/run/supervise/queue";
 /// pipelock's port on the egress network.
@@ -122,6 +150,8 @@ pub struct PlanOptions {
     /// the system roots (`--upstream-ca`: a corporate proxy, or a test's
     /// fake upstreams).
     pub upstream_ca: Option<String>,
+    /// `--workspace`: overrides the manifest's `bottle.workspace`.
+    pub workspace_mode: Option<WorkspaceMode>,
 }
 
 /// A secret environment variable: its value is read from the operator's
@@ -157,6 +187,9 @@ pub enum FileSource {
     PipelockCaKey,
     /// The concatenation of several sources (a PEM bundle).
     Bundle(Vec<FileSource>),
+    /// The trust bundle the created container's image has at this path
+    /// (empty when it has none), followed by the bottle CA.
+    TrustBundle,
 }
 
 /// The SSRF section `manifest::pipelock::render_config` appends for
@@ -231,6 +264,92 @@ pub struct Mount {
     pub read_only: bool,
 }
 
+/// A per-bottle named volume mounted into a container: the only writable
+/// place (besides a tmpfs) of a sidecar with a read-only root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VolumeMount {
+    /// Volume name (see [`Plan::volumes`]).
+    pub volume: String,
+    /// Container path.
+    pub target: String,
+}
+
+/// A named volume of the bottle, created before the containers and
+/// removed after them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VolumePlan {
+    /// Name.
+    pub name: String,
+    /// Labels (found by `cleanup` through them).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The DNS configuration of a container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DnsPlan {
+    /// Servers the embedded resolver forwards unknown names to.
+    pub servers: Vec<String>,
+    /// resolv.conf options.
+    pub options: Vec<String>,
+}
+
+/// What a container may do and use, beyond its image and command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Confinement {
+    /// Capabilities dropped (`ALL`).
+    pub cap_drop: Vec<String>,
+    /// Capabilities added back, each for a documented need (none today).
+    pub cap_add: Vec<String>,
+    /// `no-new-privileges`: setuid binaries and file capabilities grant
+    /// nothing.
+    pub no_new_privileges: bool,
+    /// Read-only root file system.
+    pub read_only_rootfs: bool,
+    /// tmpfs mounts: path → mount options.
+    pub tmpfs: BTreeMap<String, String>,
+    /// Memory limit in bytes; swap adds nothing on top.
+    pub memory_bytes: u64,
+    /// Maximum number of processes and threads.
+    pub pids_limit: u32,
+    /// Namespaced sysctls.
+    pub sysctls: BTreeMap<String, String>,
+    /// DNS; `None` keeps the engine's (sidecars that resolve upstreams).
+    pub dns: Option<DnsPlan>,
+}
+
+impl Confinement {
+    /// What Docker gives a container without options: its default
+    /// capabilities, a writable root, no limits, the engine's DNS. Never
+    /// used for a bottle's containers; the e2e tests' own helper
+    /// containers (fake upstreams) use it.
+    pub fn engine_default() -> Self {
+        Self {
+            cap_drop: Vec::new(),
+            cap_add: Vec::new(),
+            no_new_privileges: false,
+            read_only_rootfs: false,
+            tmpfs: BTreeMap::new(),
+            memory_bytes: 0,
+            pids_limit: 0,
+            sysctls: BTreeMap::new(),
+            dns: None,
+        }
+    }
+}
+
+/// How the workspace reaches the agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WorkspacePlan {
+    /// The directory on the host (`--cwd`).
+    pub host: PathBuf,
+    /// Protect (bind mount with read-only guards) or copy.
+    pub mode: WorkspaceMode,
+    /// In protect mode, what is mounted read-only over the bind mount, as
+    /// the launcher found it on disk ([`crate::workspace::survey`]; filled
+    /// in by the preflight and again at launch).
+    pub guards: Vec<Guard>,
+}
+
 /// A network attachment with its DNS aliases.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Attachment {
@@ -247,6 +366,8 @@ pub struct NetworkPlan {
     pub name: String,
     /// `--internal`: no route out of the host.
     pub internal: bool,
+    /// Driver options ([`INHIBIT_IPV4`] on the internal network).
+    pub options: BTreeMap<String, String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
 }
@@ -276,6 +397,10 @@ pub struct ContainerPlan {
     pub files: Vec<PlannedFile>,
     /// Bind mounts.
     pub mounts: Vec<Mount>,
+    /// Named volumes.
+    pub volumes: Vec<VolumeMount>,
+    /// Capabilities, privileges, limits, DNS.
+    pub confinement: Confinement,
     /// Readiness check run inside the container (exit 0 = ready).
     pub health: Option<Vec<String>>,
     /// Labels.
@@ -326,12 +451,16 @@ pub struct Plan {
     pub agent: String,
     /// Workspace on the host.
     pub cwd: Option<PathBuf>,
+    /// How the workspace reaches the agent (`None` without `--cwd`).
+    pub workspace: Option<WorkspacePlan>,
     /// Effective routes.
     pub routes: Vec<RouteSummary>,
     /// Git remotes.
     pub git_remotes: Vec<RemoteSummary>,
     /// Networks, in creation order.
     pub networks: Vec<NetworkPlan>,
+    /// Named volumes, created before the containers.
+    pub volumes: Vec<VolumePlan>,
     /// Containers, in start order (sidecars, then the agent).
     pub containers: Vec<ContainerPlan>,
     /// Sidecars left out.
@@ -339,6 +468,9 @@ pub struct Plan {
     /// Who scans outgoing requests for secrets, with what action, and
     /// which hosts are exempt (one line, for the preflight).
     pub dlp: String,
+    /// The Docker engine and the protections in force on it, once the
+    /// caller has probed it ([`Plan::with_engine`]).
+    pub engine: Option<EngineReport>,
 }
 
 impl Plan {
@@ -448,6 +580,23 @@ impl Plan {
             .map(|r| route_summary(r, slots))
             .collect();
         Ok(self)
+    }
+
+    /// Records the engine this plan runs on and what protects the bottle
+    /// there (shown by the preflight and `--dry-run`).
+    #[must_use]
+    pub fn with_engine(mut self, report: EngineReport) -> Self {
+        self.engine = Some(report);
+        self
+    }
+
+    /// Records the protect-mode guards found on disk.
+    #[must_use]
+    pub fn with_guards(mut self, guards: Vec<Guard>) -> Self {
+        if let Some(w) = self.workspace.as_mut() {
+            w.guards = guards;
+        }
+        self
     }
 
     /// Every operator variable a launch reads, deduplicated, in order.
@@ -586,6 +735,8 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
                     sidecar_file("/etc/egress-proxy/ca.key", 0o400, FileSource::CaKey),
                 ],
                 mounts: Vec::new(),
+                volumes: Vec::new(),
+                confinement: sidecar_confinement(Component::Egress),
                 health: Some(vec![
                     "curl".into(),
                     "-fsS".into(),
@@ -630,6 +781,8 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
                     FileSource::Text(bottle.remotes_file().render()),
                 )],
                 mounts: Vec::new(),
+                volumes: Vec::new(),
+                confinement: sidecar_confinement(Component::GitGate),
                 health: Some(http_probe(GIT_GATE_PORT, "/")),
                 labels: labels(Component::GitGate.as_str()),
             },
@@ -662,6 +815,14 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
                     target: SUPERVISE_QUEUE.into(),
                     read_only: false,
                 }],
+                volumes: Vec::new(),
+                // Internal-only like the agent: its DNS and IPv6 are
+                // closed the same way.
+                confinement: Confinement {
+                    dns: Some(sink_dns()),
+                    sysctls: no_ipv6_sysctls(),
+                    ..sidecar_confinement(Component::Supervise)
+                },
                 health: Some(http_probe(SUPERVISE_PORT, "/mcp")),
                 labels: labels(Component::Supervise.as_str()),
             },
@@ -674,6 +835,13 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
             )?,
             Component::Agent => continue,
         };
+        plan.volumes = sidecar_volumes(*c)
+            .iter()
+            .map(|(slug, target)| VolumeMount {
+                volume: format!("{}-{slug}", plan.name),
+                target: (*target).to_owned(),
+            })
+            .collect();
         if *c == Component::Egress && present.contains(&Component::Pipelock) {
             plan.cmd.extend([
                 "--upstream-proxy".to_owned(),
@@ -713,15 +881,33 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
         containers.push(plan);
     }
 
+    let workspace = opts.cwd.as_ref().map(|host| WorkspacePlan {
+        host: host.clone(),
+        mode: opts.workspace_mode.unwrap_or(bottle.workspace()),
+        guards: Vec::new(),
+    });
     containers.push(agent_container(
         agent,
         opts,
+        workspace.as_ref(),
         &present,
         labels(Component::Agent.as_str()),
         image(Component::Agent)?,
     ));
+    let volumes = containers
+        .iter()
+        .flat_map(|c| {
+            c.volumes.iter().map(|v| VolumePlan {
+                name: v.volume.clone(),
+                labels: labels(&format!("volume-{}", c.component)),
+            })
+        })
+        .collect();
 
     Ok(Plan {
+        engine: None,
+        workspace,
+        volumes,
         dlp: dlp_summary(bottle),
         identity: id.clone(),
         agent: agent_name.to_owned(),
@@ -740,11 +926,13 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
             NetworkPlan {
                 name: internal.clone(),
                 internal: true,
+                options: BTreeMap::from([(INHIBIT_IPV4.to_owned(), "true".to_owned())]),
                 labels: labels("network-internal"),
             },
             NetworkPlan {
                 name: egress_net.clone(),
                 internal: false,
+                options: BTreeMap::new(),
                 labels: labels("network-egress"),
             },
         ],
@@ -797,6 +985,8 @@ fn pipelock_container(
             sidecar_file(PIPELOCK_CA_KEY, 0o400, FileSource::PipelockCaKey),
         ],
         mounts: Vec::new(),
+        volumes: Vec::new(),
+        confinement: sidecar_confinement(Component::Pipelock),
         health: Some(vec![
             PIPELOCK_BINARY.into(),
             "healthcheck".into(),
@@ -843,6 +1033,68 @@ fn dlp_summary(bottle: &manifest::Bottle) -> String {
     )
 }
 
+/// The paths of `component` the launcher writes into after creation,
+/// `(slug, path)`: each is a per-bottle named volume, because the sidecar's
+/// root file system is read-only (Docker refuses archive uploads there,
+/// and an upload into a tmpfs would be hidden by it).
+pub fn sidecar_volumes(component: Component) -> &'static [(&'static str, &'static str)] {
+    match component {
+        Component::Egress => &[
+            ("config", "/etc/egress-proxy"),
+            ("tokens", crate::apply::EGRESS_TOKENS_DIR),
+        ],
+        Component::GitGate => &[("config", "/etc/git-gate"), ("data", "/var/lib/git-gate")],
+        Component::Supervise => &[("current-config", "/etc/claude-bottle/current-config")],
+        Component::Pipelock => &[("config", "/etc/pipelock")],
+        Component::Agent => &[],
+    }
+}
+
+/// Memory (MiB), pids and `/tmp` size (MiB) of each sidecar: fixed
+/// budgets with room for a busy session (git-gate runs `git pack-objects`
+/// and `index-pack` for a whole repository).
+fn sidecar_budget(component: Component) -> (u64, u32, u32) {
+    match component {
+        Component::GitGate => (2048, 1024, 256),
+        Component::Supervise => (256, 256, 16),
+        Component::Egress | Component::Pipelock | Component::Agent => (1024, 512, 64),
+    }
+}
+
+/// A sidecar: no capabilities, no-new-privileges, read-only root with a
+/// tmpfs at `/tmp`, fixed limits; the engine's DNS (it resolves upstreams).
+fn sidecar_confinement(component: Component) -> Confinement {
+    let (memory_mib, pids, tmp_mib) = sidecar_budget(component);
+    Confinement {
+        cap_drop: vec![CAP_DROP_ALL.to_owned()],
+        cap_add: Vec::new(),
+        no_new_privileges: true,
+        read_only_rootfs: true,
+        tmpfs: BTreeMap::from([(
+            SIDECAR_TMPFS.to_owned(),
+            format!("rw,noexec,nosuid,nodev,size={tmp_mib}m"),
+        )]),
+        memory_bytes: memory_mib << 20,
+        pids_limit: pids,
+        sysctls: BTreeMap::new(),
+        dns: None,
+    }
+}
+
+fn sink_dns() -> DnsPlan {
+    DnsPlan {
+        servers: vec![DNS_SINK.to_owned()],
+        options: DNS_OPTIONS.iter().map(|o| (*o).to_owned()).collect(),
+    }
+}
+
+fn no_ipv6_sysctls() -> BTreeMap<String, String> {
+    NO_IPV6_SYSCTLS
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 fn sidecar_file(path: &str, mode: u32, source: FileSource) -> PlannedFile {
     PlannedFile {
         path: path.into(),
@@ -868,6 +1120,7 @@ fn http_probe(port: u16, path: &str) -> Vec<String> {
 fn agent_container(
     agent: &Agent,
     opts: &PlanOptions,
+    workspace: Option<&WorkspacePlan>,
     present: &[Component],
     labels: BTreeMap<String, String>,
     image: String,
@@ -904,14 +1157,22 @@ fn agent_container(
         uid: AGENT_UID,
         source,
     };
-    // Root-owned and world-readable: update-ca-certificates (run as root
-    // first thing after start) adds it to the bundle.
-    let mut files = vec![PlannedFile {
-        path: AGENT_CA_PATH.into(),
-        mode: 0o644,
-        uid: 0,
-        source: FileSource::CaCert,
-    }];
+    // Root-owned and world-readable, written before the agent starts: the
+    // agent never runs anything as root to trust the CA.
+    let mut files = vec![
+        PlannedFile {
+            path: AGENT_CA_PATH.into(),
+            mode: 0o644,
+            uid: 0,
+            source: FileSource::CaCert,
+        },
+        PlannedFile {
+            path: AGENT_CA_BUNDLE.into(),
+            mode: 0o644,
+            uid: 0,
+            source: FileSource::TrustBundle,
+        },
+    ];
     if let Some(prompt) = agent.prompt() {
         files.push(agent_file(
             format!("{AGENT_HOME}/.claude/CLAUDE.md"),
@@ -971,15 +1232,31 @@ fn agent_container(
         env,
         secret_env: Vec::new(),
         files,
-        mounts: opts
-            .cwd
-            .iter()
-            .map(|cwd| Mount {
-                source: cwd.clone(),
+        // Protect mode: the directory itself; its guards are mounted at
+        // launch. Copy mode: nothing from the host (copied in instead).
+        mounts: workspace
+            .filter(|w| w.mode == WorkspaceMode::Protect)
+            .map(|w| Mount {
+                source: w.host.clone(),
                 target: WORKSPACE.into(),
                 read_only: false,
             })
+            .into_iter()
             .collect(),
+        volumes: Vec::new(),
+        confinement: Confinement {
+            cap_drop: vec![CAP_DROP_ALL.to_owned()],
+            cap_add: Vec::new(),
+            no_new_privileges: true,
+            // The agent installs and builds things: its root stays writable
+            // (nothing there reaches the host).
+            read_only_rootfs: false,
+            tmpfs: BTreeMap::new(),
+            memory_bytes: bottle.limits().memory().bytes(),
+            pids_limit: bottle.limits().pids(),
+            sysctls: no_ipv6_sysctls(),
+            dns: Some(sink_dns()),
+        },
         health: None,
         labels,
     }

@@ -76,6 +76,7 @@ pub fn plan_options(
         extra_labels,
         skills,
         upstream_ca: launch.upstream_ca.clone(),
+        workspace_mode: launch.workspace,
     }
 }
 

@@ -17,7 +17,7 @@ use launcher::lifecycle::{self, Bottle, LABEL_LAUNCHER_PID};
 use launcher::load::{self, Loaded};
 use launcher::plan::{self, Plan, PlanOptions};
 use launcher::state::{self, BottleState, LaunchRecord, Metadata};
-use manifest::{Agent, ImageSource};
+use manifest::{Agent, ImageSource, WorkspaceMode};
 
 /// Output format of `--dry-run`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -39,9 +39,17 @@ pub struct BottleArgs {
     #[arg(long, value_name = "PATH")]
     pub manifest: Option<PathBuf>,
 
-    /// Directory mounted read-write at /workspace in the agent.
+    /// Directory the agent works in, at /workspace (see --workspace).
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
+
+    /// How --cwd reaches the agent: `protect` (bind-mounted read-write,
+    /// with .git, the claude-bottle.* manifest names, submodule links and
+    /// git hook paths read-only) or `copy` (copied in, nothing written
+    /// back; results leave by git push through git-gate). Default: the
+    /// manifest's bottle.workspace, else protect.
+    #[arg(long, value_name = "MODE", value_parser = parse_workspace_mode)]
+    pub workspace: Option<WorkspaceMode>,
 
     /// Directory holding the egress-proxy, git-gate and supervise binaries
     /// the sidecar images are built from (default: the launcher's own).
@@ -88,6 +96,10 @@ pub(crate) fn read_upstream_ca(path: &Path) -> anyhow::Result<String> {
     Ok(text)
 }
 
+fn parse_workspace_mode(s: &str) -> Result<WorkspaceMode, String> {
+    WorkspaceMode::parse(s)
+}
+
 pub(crate) fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v))
@@ -115,7 +127,9 @@ pub struct StartArgs {
     #[arg(long)]
     pub yes: bool,
 
-    /// Print the plan and touch nothing (no Docker, no state).
+    /// Print the plan and create nothing (no containers, no state); the
+    /// engine's version is read when an engine answers, so the protections
+    /// in force and a refusal show here too.
     #[arg(long)]
     pub dry_run: bool,
 
@@ -185,6 +199,12 @@ struct Prepared {
 /// made to exist (built when missing); without, their tags are computed
 /// only (`--dry-run`).
 async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<Prepared> {
+    // An engine that cannot be protected is refused before anything is
+    // built or read.
+    let report = match engine {
+        Some(engine) => Some(assess_engine(engine).await?),
+        None => None,
+    };
     let cwd_now = std::env::current_dir().context("reading the current directory")?;
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let loaded = load::find_and_load(
@@ -258,10 +278,24 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
             .collect::<BTreeMap<_, _>>(),
         upstream_ca: upstream_ca.clone(),
         skills,
+        workspace_mode: args.workspace,
     };
     let mut plan = plan::build(&agent, &opts)?;
     if let Some(dockerfile) = launcher::images::agent_dockerfile(&agent_image)? {
         plan = plan.with_current_dockerfile(&dockerfile);
+    }
+    // What protect mode will guard, as on disk now (the launch surveys
+    // again right before the agent is created).
+    if let Some(w) = plan
+        .workspace
+        .as_ref()
+        .filter(|w| w.mode == WorkspaceMode::Protect)
+    {
+        let guards = launcher::workspace::survey(&w.host)?;
+        plan = plan.with_guards(guards);
+    }
+    if let Some(report) = report {
+        plan = plan.with_engine(report);
     }
     let metadata = Metadata {
         identity: identity.to_string(),
@@ -284,6 +318,7 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
         labels: args.labels.iter().cloned().collect(),
         upstream_ca,
         pipelock_image: args.pipelock_image.clone(),
+        workspace: args.workspace,
     };
     Ok(Prepared {
         identity,
@@ -292,6 +327,15 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
         metadata,
         launch,
     })
+}
+
+/// The engine's protections, or its refusal (an engine that cannot be
+/// protected never runs a bottle).
+async fn assess_engine(
+    engine: &Engine,
+) -> anyhow::Result<launcher::preflight::engine::EngineReport> {
+    let info = engine.info().await?;
+    Ok(launcher::preflight::engine::assess(&info)?)
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -379,7 +423,16 @@ pub(crate) fn confirm(question: &str) -> anyhow::Result<bool> {
 pub fn start(args: &StartArgs) -> anyhow::Result<std::process::ExitCode> {
     let rt = runtime()?;
     if args.dry_run {
-        let p = rt.block_on(prepare(&args.bottle, None))?;
+        let p = rt.block_on(async {
+            let mut p = prepare(&args.bottle, None).await?;
+            // Read-only: the engine's version and what protects the bottle
+            // there. Without an engine the plan says so.
+            let probe = tokio::time::timeout(std::time::Duration::from_secs(10), Engine::connect());
+            if let Ok(Ok(engine)) = probe.await {
+                p.plan = p.plan.with_engine(assess_engine(&engine).await?);
+            }
+            anyhow::Ok(p)
+        })?;
         let text = match args.format {
             Format::Text => launcher::preflight::render(&p.plan),
             Format::Json => format!("{}\n", serde_json::to_string_pretty(&p.plan)?),

@@ -1,5 +1,7 @@
 //! Per-bottle state on the host: `<root>/<identity>/` with `metadata.json`
-//! (agent, cwd, started_at, versions) and the supervise queue directory.
+//! (agent, cwd, started_at, versions), the supervise queue directory and,
+//! in protect mode, `placeholders.json` (the empty placeholders the launcher
+//! created in the workspace, removed with the bottle or by `cleanup`).
 //!
 //! The root is `~/.claude-bottle/state` unless overridden
 //! (`CLAUDE_BOTTLE_STATE_DIR`, `--state-dir`). A bottle's directory is
@@ -12,6 +14,7 @@ use manifest::TokenSlot;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Identity;
+use crate::workspace::Placeholder;
 
 /// Environment variable overriding the state root.
 pub const STATE_DIR_ENV: &str = "CLAUDE_BOTTLE_STATE_DIR";
@@ -26,6 +29,10 @@ pub const TOKEN_SLOTS_FILE: &str = "token-slots.json";
 /// File name of the routes that were live when the state was preserved
 /// (see [`BottleState::live_routes`]).
 pub const LIVE_ROUTES_FILE: &str = "routes.yaml";
+
+/// File name of the workspace placeholder record (see
+/// [`BottleState::record_placeholders`]).
+pub const PLACEHOLDERS_FILE: &str = "placeholders.json";
 
 /// Why state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +107,9 @@ pub struct LaunchRecord {
     /// `--pipelock-image`, if given (a digest-pinned reference).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipelock_image: Option<String>,
+    /// `--workspace`, if given (a resume keeps the mode the bottle had).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<manifest::WorkspaceMode>,
 }
 
 /// The state root: `override_dir`, else `$CLAUDE_BOTTLE_STATE_DIR`, else
@@ -290,6 +300,35 @@ impl BottleState {
             .map_err(|source| StateError::Metadata { path, source })
     }
 
+    /// Records the placeholders the launcher is about to create in the
+    /// workspace (before creating them, so a crash leaves a record that
+    /// `cleanup` acts on).
+    pub fn record_placeholders(&self, list: &[Placeholder]) -> Result<(), StateError> {
+        self.write_json(PLACEHOLDERS_FILE, &list)
+    }
+
+    /// Removes the recorded workspace placeholders (only empty ones; see
+    /// [`crate::workspace::remove_placeholders`]), then the record: what
+    /// is left in place is the operator's now, and each is named in the
+    /// returned warnings. Teardown, `stop` and `cleanup` call this first and
+    /// print the warnings; removing the state directory calls it too.
+    pub fn remove_placeholders(&self) -> Vec<String> {
+        let path = self.dir.join(PLACEHOLDERS_FILE);
+        let list: Vec<Placeholder> = match std::fs::read_to_string(&path) {
+            Ok(text) => match serde_json::from_str(&text) {
+                Ok(list) => list,
+                Err(e) => return vec![format!("{}: {e}", path.display())],
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => return vec![format!("reading {}: {e}", path.display())],
+        };
+        let mut warnings = crate::workspace::remove_placeholders(&list);
+        if let Err(e) = std::fs::remove_file(&path) {
+            warnings.push(format!("removing {}: {e}", path.display()));
+        }
+        warnings
+    }
+
     /// Whether the approvals flow asked to keep this state.
     pub fn is_preserved(&self) -> bool {
         self.dir.join(PRESERVE_MARKER).exists()
@@ -301,6 +340,7 @@ impl BottleState {
         if self.is_preserved() {
             return Ok(false);
         }
+        let _ = self.remove_placeholders();
         match std::fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
@@ -363,6 +403,7 @@ pub fn leftovers(root: &Path, live: &[&str]) -> Result<Leftovers, StateError> {
 impl BottleState {
     /// Removes the directory even when preserved (`cleanup --preserved`).
     pub fn remove(&self) -> Result<(), StateError> {
+        let _ = self.remove_placeholders();
         match std::fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

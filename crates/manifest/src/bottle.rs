@@ -9,6 +9,7 @@
 
 use crate::effective;
 use crate::host::{HostPattern, IpLiterals};
+use crate::limits::{Limits, WorkspaceMode, parse_limits, parse_workspace};
 use crate::merge::{TokenSlot, valid_env_name};
 use crate::path::PathPrefix;
 use crate::remotes::{
@@ -306,9 +307,19 @@ pub struct Bottle {
     routes: RouteTable,
     git_token_slots: Vec<TokenSlot>,
     remotes: RemotesFile,
+    limits: Limits,
+    workspace: WorkspaceMode,
 }
 
 impl Bottle {
+    /// `bottle.limits`: the agent container's memory and pids limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+    /// `bottle.workspace`: how `--cwd` reaches the agent (default protect).
+    pub fn workspace(&self) -> WorkspaceMode {
+        self.workspace
+    }
     /// `bottle.egress`.
     pub fn egress(&self) -> &Egress {
         &self.egress
@@ -397,6 +408,8 @@ impl Bottle {
             routes,
             git_token_slots,
             remotes,
+            limits: Limits::default(),
+            workspace: WorkspaceMode::default(),
         })
     }
 }
@@ -415,11 +428,20 @@ impl Default for Bottle {
             routes: RouteTable::default(),
             git_token_slots: Vec::new(),
             remotes: RemotesFile::default(),
+            limits: Limits::default(),
+            workspace: WorkspaceMode::default(),
         })
     }
 }
 
-const BOTTLE_KEYS: &[&str] = &["egress", "git", "supervise", "pipelock"];
+const BOTTLE_KEYS: &[&str] = &[
+    "egress",
+    "git",
+    "supervise",
+    "pipelock",
+    "limits",
+    "workspace",
+];
 const EGRESS_KEYS: &[&str] = &[
     "allowlist",
     "routes",
@@ -497,11 +519,23 @@ pub(crate) fn parse_bottle(c: &mut Checker, path: &KeyPath, node: &Node) -> Opti
     let pipelock = m
         .get("pipelock")
         .map_or(Some(false), |n| parse_pipelock(c, &path.key("pipelock"), n));
+    let limits = m.get("limits").map_or(Some(Limits::default()), |n| {
+        parse_limits(c, &path.key("limits"), n)
+    });
+    let workspace = m
+        .get("workspace")
+        .map_or(Some(WorkspaceMode::default()), |n| {
+            parse_workspace(c, &path.key("workspace"), n)
+        });
     if c.count() != before {
         return None;
     }
     match Bottle::assemble(egress?, git, supervise?, pipelock?) {
-        Ok(b) => Some(b),
+        Ok(mut b) => {
+            b.limits = limits?;
+            b.workspace = workspace?;
+            Some(b)
+        }
         Err(e) => {
             c.error(path, node, e);
             None

@@ -16,6 +16,7 @@ pub mod defaults;
 pub mod effective;
 pub mod error;
 pub mod host;
+pub mod limits;
 pub mod merge;
 pub mod path;
 pub mod pipelock;
@@ -32,6 +33,7 @@ pub use bottle::{
 pub use defaults::{DEFAULT_MANIFEST_ORIGIN, default_manifest};
 pub use error::{Diagnostic, ManifestError};
 pub use host::{HostError, HostPattern, IpLiterals, RequestHost};
+pub use limits::{Limits, MemorySize, WorkspaceMode};
 pub use merge::{
     Merge, ProposalError, ProposedAuth, ProposedRoute, TokenSlot, merge_route, valid_env_name,
 };

@@ -476,6 +476,7 @@ async fn a_capability_approval_then_resume_runs_the_new_dockerfile_with_the_tran
                 labels: run_labels(&run),
                 upstream_ca: None,
                 pipelock_image: None,
+                workspace: None,
             })
             .expect("launch record");
         let mut child = Command::new(bin_dir().join("launcher"))
@@ -564,25 +565,19 @@ async fn start_pipelock_stand_in(
     cmd: Vec<String>,
     config: &str,
 ) {
-    use launcher::plan::{Attachment, ContainerPlan, PIPELOCK_BINARY, PIPELOCK_CONFIG};
-    let plan = ContainerPlan {
-        component: Component::Pipelock,
-        name: name.to_owned(),
-        image: launcher::images::base_tag(),
-        user: "10001:10001".into(),
+    use launcher::plan::{Attachment, PIPELOCK_BINARY, PIPELOCK_CONFIG};
+    let mut plan = tests::helper_container(
+        name,
+        &launcher::images::base_tag(),
+        "10001:10001",
         cmd,
-        workdir: None,
-        networks: vec![Attachment {
+        Attachment {
             network: "none".into(),
             aliases: Vec::new(),
-        }],
-        env: std::collections::BTreeMap::new(),
-        secret_env: Vec::new(),
-        files: Vec::new(),
-        mounts: Vec::new(),
-        health: None,
-        labels: run_labels(run),
-    };
+        },
+        run_labels(run),
+    );
+    plan.component = Component::Pipelock;
     engine
         .create_container(&plan, &[])
         .await

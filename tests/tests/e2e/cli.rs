@@ -363,3 +363,99 @@ fn descendant_named(root: u32, name: &str) -> Option<u32> {
     }
     None
 }
+
+/// `start --dry-run` reads the engine's version and shows the walls in
+/// force, the confinement, the workspace mode and its guards — and creates
+/// nothing: no Docker object, no state, no placeholder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_shows_the_engine_the_walls_and_the_workspace_guards() {
+    let Some(engine) =
+        engine_or_skip("dry_run_shows_the_engine_the_walls_and_the_workspace_guards").await
+    else {
+        return;
+    };
+    prepare_images(&engine).await;
+    let version = engine.info().await.expect("engine info").version;
+    with_run(engine.clone(), |run| async move {
+        let env = Env::new();
+        let ws = tempfile::tempdir().expect("workspace");
+        let status = Command::new("git")
+            .arg("-C")
+            .arg(ws.path())
+            .args(["init", "-q"])
+            .status()
+            .expect("git init");
+        assert!(status.success());
+        let dry = |extra: &[&str]| {
+            let mut cmd = env.command(&run, "start");
+            cmd.args(["cli", "--dry-run", "--cwd"])
+                .arg(ws.path())
+                .args(extra);
+            let out = cmd.output().expect("launcher start --dry-run");
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "{cmd:?}\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            stdout
+        };
+        let text = dry(&[]);
+        for want in [
+            format!("  engine     Docker {version}"),
+            "  DNS        the bottle's names only".to_owned(),
+            "  host       internal bridge without a host address".to_owned(),
+            "  agent      user 1000:1000, no capabilities, no-new-privileges, memory 8g, pids 4096"
+                .to_owned(),
+            "(protect mode: read-write, but read-only: .git, claude-bottle.yaml (placeholder)"
+                .to_owned(),
+        ] {
+            assert!(text.contains(&want), "missing {want:?} in:\n{text}");
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&dry(&["--format", "json"])).expect("plan JSON");
+        assert_eq!(json["engine"]["version"], version.as_str());
+        assert!(
+            json["engine"]["dns"]
+                .as_str()
+                .is_some_and(|d| d.contains("127.0.0.1")),
+            "{}",
+            json["engine"]
+        );
+        assert_eq!(json["workspace"]["mode"], "protect");
+        assert_eq!(json["workspace"]["guards"][0]["path"], ".git");
+        let internal = json["networks"]
+            .as_array()
+            .expect("networks")
+            .iter()
+            .find(|n| n["internal"] == true)
+            .expect("internal network");
+        assert_eq!(
+            internal["options"]["com.docker.network.bridge.inhibit_ipv4"],
+            "true"
+        );
+        for c in json["containers"].as_array().expect("containers") {
+            assert_eq!(c["confinement"]["cap_drop"][0], "ALL", "{}", c["name"]);
+            assert_eq!(c["confinement"]["no_new_privileges"], true, "{}", c["name"]);
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&dry(&["--format", "json", "--workspace", "copy"]))
+                .expect("plan JSON");
+        assert_eq!(json["workspace"]["mode"], "copy");
+        assert!(
+            leftovers(&engine, &run).await.is_empty(),
+            "a dry run created objects"
+        );
+        assert_eq!(env.state_entries(), 0, "a dry run created state");
+        let names: Vec<String> = std::fs::read_dir(ws.path())
+            .expect("workspace")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec![".git".to_owned()],
+            "a dry run created placeholders"
+        );
+    })
+    .await;
+}

@@ -1,12 +1,13 @@
 //! `compose/compose.yaml` run with the system `docker-compose` (v1) against
 //! our locally built images: the agent reaches an allowlisted fake upstream
 //! only through egress (token injected there), git goes through git-gate,
-//! supervise answers, and nothing is reachable directly. Torn down by
-//! project name, then by the project's and the run's labels.
+//! supervise answers, and nothing is reachable directly — not the host
+//! through the internal bridge, not a DNS server for an unknown name; every
+//! container is confined as the launcher confines it. Torn down by project
+//! name, then by the project's and the run's labels.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use launcher::docker::Engine;
@@ -242,25 +243,89 @@ async fn compose_stack_reaches_upstreams_only_through_egress() {
         let fake_ip = upstream::ip_on(&engine, &fake, &egress_net).await;
         let agent = service_container(&engine, &project, "agent").await;
 
-        // The CA is in the agent's trust store once update-ca-certificates
-        // finished, i.e. once PID 1 has become `sleep`.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (code, _) = agent_sh(
+        // The walls, as the launcher builds them: every container confined,
+        // the internal bridge without a host address, the agent's DNS the
+        // sink, and nothing on the host reachable through the bridge.
+        for service in ["egress", "git-gate", "supervise", "agent"] {
+            let name = service_container(&engine, &project, service).await;
+            let hc = engine
+                .client()
+                .inspect_container(
+                    &name,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await
+                .expect("inspect")
+                .host_config
+                .expect("host config");
+            assert_eq!(
+                hc.cap_drop.as_deref(),
+                Some(&["ALL".to_owned()][..]),
+                "{service}"
+            );
+            assert!(
+                hc.security_opt
+                    .as_ref()
+                    .is_some_and(|o| o.iter().any(|x| x.starts_with("no-new-privileges"))),
+                "{service}: {:?}",
+                hc.security_opt
+            );
+            assert!(
+                hc.pids_limit.is_some_and(|p| p > 0) && hc.memory.is_some_and(|m| m > 0),
+                "{service}: limits"
+            );
+            if service == "agent" || service == "supervise" {
+                assert_eq!(
+                    hc.dns.as_deref(),
+                    Some(&["127.0.0.1".to_owned()][..]),
+                    "{service}: DNS sink"
+                );
+            }
+            if service != "agent" {
+                assert_eq!(hc.readonly_rootfs, Some(true), "{service}: read-only root");
+            }
+        }
+        let facts = engine
+            .network_facts(&internal_net)
+            .await
+            .expect("internal network");
+        assert_eq!(
+            facts
+                .options
+                .get("com.docker.network.bridge.inhibit_ipv4")
+                .map(String::as_str),
+            Some("true")
+        );
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("host listener");
+        let port = listener.local_addr().expect("addr").port();
+        for gw in &facts.gateways {
+            let (_, out) = agent_sh(
                 &engine,
                 &agent,
-                "tr '\\0' ' ' < /proc/1/cmdline | grep -q '^sleep '",
+                &format!("python3 -c \"import socket; socket.create_connection(('{gw}', {port}), 4)\" 2>&1; echo rc=$?"),
             )
             .await;
-            if code == Some(0) {
-                break;
-            }
             assert!(
-                Instant::now() < deadline,
-                "the agent never installed the egress CA"
+                !out.contains("rc=0"),
+                "the agent reached the host through {gw}: {out}"
             );
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        drop(listener);
+        let (code, out) = agent_sh(
+            &engine,
+            &agent,
+            "getent hosts egress && grep -c . /etc/ssl/certs/ca-certificates.crt",
+        )
+        .await;
+        assert_eq!(code, Some(0), "{out}");
+        // With the sink checked above, an unknown name goes nowhere.
+        let (code, out) = agent_sh(
+            &engine,
+            &agent,
+            &format!("getent hosts compose{run}.exfil.example"),
+        )
+        .await;
+        assert_ne!(code, Some(0), "an unknown name resolved: {out}");
 
         // Through egress: the route answers with the token injected upstream.
         let (code, out) = agent_sh(

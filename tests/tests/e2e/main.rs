@@ -11,6 +11,7 @@ mod images;
 mod pipelock;
 mod session;
 mod upstream;
+mod walls;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -84,6 +85,23 @@ async fn start_bottle_of(
     upstream_ca: Option<String>,
     env: BTreeMap<String, String>,
 ) -> Started {
+    start_bottle_with(engine, images, run, manifest_text, agent_name, env, |o| {
+        o.upstream_ca = upstream_ca;
+    })
+    .await
+}
+
+/// Starts a bottle of `agent_name` from `manifest_text`, with `tweak`
+/// applied to its plan options (workspace, upstream CA, …).
+pub(crate) async fn start_bottle_with(
+    engine: &Engine,
+    images: &launcher::images::ImageSet,
+    run: &str,
+    manifest_text: &str,
+    agent_name: &str,
+    env: BTreeMap<String, String>,
+    tweak: impl FnOnce(&mut PlanOptions),
+) -> Started {
     let manifest = manifest::Manifest::parse(manifest_text, "e2e.yaml").expect("manifest");
     let agent = manifest.agent(agent_name).expect("agent");
     let identity = Identity::mint(agent.name()).expect("identity");
@@ -91,16 +109,18 @@ async fn start_bottle_of(
     let state = BottleState::new(state_root.path(), &identity);
     let mut extra = run_labels(run);
     extra.insert(LABEL_LAUNCHER_PID.into(), std::process::id().to_string());
-    let opts = PlanOptions {
+    let mut opts = PlanOptions {
         identity: identity.clone(),
         cwd: None,
         queue_dir: state.queue_dir(),
         images: images.tags.clone(),
         unavailable: images.unavailable.clone(),
         extra_labels: extra,
-        upstream_ca,
+        upstream_ca: None,
         skills: Vec::new(),
+        workspace_mode: None,
     };
+    tweak(&mut opts);
     let dockerfile = launcher::images::agent_dockerfile(&launcher::images::AgentImage::Default)
         .expect("default Dockerfile")
         .expect("embedded");
@@ -110,7 +130,7 @@ async fn start_bottle_of(
     let meta = Metadata {
         identity: identity.to_string(),
         agent: agent_name.into(),
-        cwd: None,
+        cwd: opts.cwd.clone(),
         started_at: "2026-01-01T00:00:00Z".into(),
         launcher_version: "test".into(),
         images: BTreeMap::new(),
@@ -260,6 +280,7 @@ async fn an_orphan_probe_refuses_and_cleanup_removes_planted_orphans() {
         let net = launcher::plan::NetworkPlan {
             name: identity.internal_network(),
             internal: true,
+            options: BTreeMap::new(),
             labels: labels.clone(),
         };
         engine.create_network(&net).await.expect("plant network");
@@ -278,6 +299,8 @@ async fn an_orphan_probe_refuses_and_cleanup_removes_planted_orphans() {
             secret_env: vec![],
             files: vec![],
             mounts: vec![],
+            volumes: Vec::new(),
+            confinement: launcher::plan::Confinement::engine_default(),
             health: None,
             labels,
         };
@@ -285,6 +308,15 @@ async fn an_orphan_probe_refuses_and_cleanup_removes_planted_orphans() {
             .create_container(&orphan, &[])
             .await
             .expect("plant container");
+        let mut vlabels = identity.labels("e2e", "volume-egress");
+        vlabels.extend(run_labels(&run));
+        engine
+            .create_volume(&launcher::plan::VolumePlan {
+                name: format!("{}-config", identity.container_name(Component::Egress)),
+                labels: vlabels,
+            })
+            .await
+            .expect("plant volume");
 
         // A launch with that identity stops before creating anything.
         let state_root = tempfile::tempdir().expect("state root");
@@ -298,6 +330,7 @@ async fn an_orphan_probe_refuses_and_cleanup_removes_planted_orphans() {
             extra_labels: run_labels(&run),
             upstream_ca: None,
             skills: Vec::new(),
+            workspace_mode: None,
         };
         let plan = plan::build(agent, &opts).expect("plan");
         let meta = Metadata {
@@ -319,6 +352,13 @@ async fn an_orphan_probe_refuses_and_cleanup_removes_planted_orphans() {
             "{msg}"
         );
         assert!(
+            msg.contains(&format!(
+                "{}-config",
+                identity.container_name(Component::Egress)
+            )),
+            "the planted volume is found by the probe: {msg}"
+        );
+        assert!(
             !state_root.path().join(identity.as_str()).exists(),
             "nothing created on refusal"
         );
@@ -333,7 +373,11 @@ async fn an_orphan_probe_refuses_and_cleanup_removes_planted_orphans() {
         let removed = lifecycle::remove_by_identity(&engine, identity.as_str())
             .await
             .expect("remove");
-        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert_eq!(
+            removed.len(),
+            3,
+            "container, volume and network: {removed:?}"
+        );
         assert!(leftovers(&engine, &run).await.is_empty());
     })
     .await;
@@ -365,6 +409,7 @@ async fn a_missing_token_stops_the_launch_by_name_before_docker_is_touched() {
             extra_labels: BTreeMap::from([(LABEL_TEST_RUN.to_owned(), run.clone())]),
             upstream_ca: None,
             skills: Vec::new(),
+            workspace_mode: None,
         };
         let plan = plan::build(agent, &opts).expect("plan");
         let meta = Metadata {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use launcher::docker::Engine;
-use launcher::plan::{Attachment, ContainerPlan};
+use launcher::plan::Attachment;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 /// Aliases the fake upstream answers to.
@@ -149,24 +149,17 @@ pub async fn start(
     labels: BTreeMap<String, String>,
     pki: &TestPki,
 ) -> String {
-    let plan = ContainerPlan {
-        component: launcher::identity::Component::Agent, // unused by the engine calls
-        name: name.to_owned(),
-        image: launcher::images::base_tag(),
-        user: "0:0".into(),
-        cmd: vec!["python3".into(), "/srv/server.py".into()],
-        workdir: None,
-        networks: vec![Attachment {
+    let plan = tests::helper_container(
+        name,
+        &launcher::images::base_tag(),
+        "0:0",
+        vec!["python3".into(), "/srv/server.py".into()],
+        Attachment {
             network: network.to_owned(),
             aliases: ALIASES.iter().map(|s| (*s).to_owned()).collect(),
-        }],
-        env: BTreeMap::new(),
-        secret_env: Vec::new(),
-        files: Vec::new(),
-        mounts: Vec::new(),
-        health: None,
+        },
         labels,
-    };
+    );
     engine
         .create_container(&plan, &[])
         .await

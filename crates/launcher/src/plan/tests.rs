@@ -44,6 +44,7 @@ fn opts() -> PlanOptions {
         extra_labels: BTreeMap::from([("dev.claude-bottle.test-run".into(), "run1".into())]),
         upstream_ca: None,
         skills: Vec::new(),
+        workspace_mode: None,
     }
 }
 
@@ -267,7 +268,8 @@ fn every_object_is_labelled_with_identity_component_and_extra_labels() {
         .containers
         .iter()
         .map(|c| &c.labels)
-        .chain(p.networks.iter().map(|n| &n.labels));
+        .chain(p.networks.iter().map(|n| &n.labels))
+        .chain(p.volumes.iter().map(|v| &v.labels));
     for l in labelled {
         assert_eq!(l[crate::identity::LABEL_IDENTITY], "dev-k3x9a");
         assert_eq!(l["dev.claude-bottle.test-run"], "run1");
@@ -843,4 +845,194 @@ fn restored_routes_reach_pipelocks_allowlist() {
         panic!("{:?}", config.source)
     };
     assert!(text.contains("\"approved.example\""), "{text}");
+}
+
+#[test]
+fn the_internal_network_gives_the_host_no_address() {
+    let p = plan("dev");
+    let internal = p.networks.iter().find(|n| n.internal).expect("internal");
+    assert_eq!(
+        internal.options.get(INHIBIT_IPV4).map(String::as_str),
+        Some("true")
+    );
+    let egress = p.networks.iter().find(|n| !n.internal).expect("egress");
+    assert!(
+        egress.options.is_empty(),
+        "the egress bridge routes out through the host"
+    );
+}
+
+#[test]
+fn every_container_drops_all_capabilities_and_gains_no_privileges() {
+    for name in ["dev", "bare", "piped"] {
+        let mut o = opts();
+        if name == "piped" {
+            o = piped_opts();
+        }
+        let p = build(&agent(name), &o).expect("plan");
+        for c in &p.containers {
+            let k = &c.confinement;
+            assert_eq!(k.cap_drop, vec!["ALL".to_owned()], "{}", c.name);
+            assert!(
+                k.cap_add.is_empty(),
+                "{}: no capability is added back",
+                c.name
+            );
+            assert!(k.no_new_privileges, "{}", c.name);
+            assert!(
+                k.memory_bytes >= 64 << 20 && k.pids_limit >= 64,
+                "{}",
+                c.name
+            );
+            if c.component == Component::Agent {
+                continue;
+            }
+            assert!(
+                k.read_only_rootfs,
+                "{}: sidecars have a read-only root",
+                c.name
+            );
+            assert!(k.tmpfs.contains_key(SIDECAR_TMPFS), "{}", c.name);
+            // Every file the launcher writes lies on one of its volumes
+            // (Docker refuses uploads into a read-only root).
+            for f in &c.files {
+                assert!(
+                    c.volumes
+                        .iter()
+                        .any(|v| std::path::Path::new(&f.path).starts_with(&v.target)),
+                    "{}: {} is on no volume",
+                    c.name,
+                    f.path
+                );
+            }
+            for v in &c.volumes {
+                assert!(
+                    p.volumes.iter().any(|pv| pv.name == v.volume),
+                    "{} planned",
+                    v.volume
+                );
+                assert!(
+                    v.volume.starts_with(&c.name),
+                    "{} is named after its container",
+                    v.volume
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_agent_and_supervise_resolve_only_through_the_sink_without_ipv6() {
+    let p = plan("dev");
+    for comp in [Component::Agent, Component::Supervise] {
+        let c = p.container(comp).expect("planned");
+        let dns = c.confinement.dns.as_ref().expect("dns set");
+        assert_eq!(dns.servers, vec![DNS_SINK.to_owned()], "{comp}");
+        assert!(
+            dns.options.iter().any(|o| o.starts_with("timeout:")),
+            "{comp}"
+        );
+        assert_eq!(
+            c.confinement
+                .sysctls
+                .get("net.ipv6.conf.all.disable_ipv6")
+                .map(String::as_str),
+            Some("1")
+        );
+        assert_eq!(
+            c.confinement
+                .sysctls
+                .get("net.ipv6.conf.default.disable_ipv6")
+                .map(String::as_str),
+            Some("1")
+        );
+    }
+    // Egress and git-gate resolve upstreams with the engine's DNS.
+    for comp in [Component::Egress, Component::GitGate] {
+        assert_eq!(
+            p.container(comp).expect("planned").confinement.dns,
+            None,
+            "{comp}"
+        );
+    }
+}
+
+#[test]
+fn the_agents_limits_come_from_the_manifest() {
+    let m = Manifest::parse(
+        "agents:\n  small:\n    bottle:\n      limits: {memory: 1536m, pids: 300}\n",
+        "t.yaml",
+    )
+    .expect("manifest");
+    let p = build(m.agent("small").expect("agent"), &opts()).expect("plan");
+    let k = &p.container(Component::Agent).expect("agent").confinement;
+    assert_eq!((k.memory_bytes, k.pids_limit), (1536 << 20, 300));
+    assert!(
+        !k.read_only_rootfs,
+        "the agent installs and builds in its own root"
+    );
+    let dev = plan("dev");
+    let k = &dev.container(Component::Agent).expect("agent").confinement;
+    assert_eq!((k.memory_bytes, k.pids_limit), (8 << 30, 4096), "defaults");
+}
+
+#[test]
+fn the_trust_bundle_is_written_root_owned_before_start() {
+    let p = plan("dev");
+    let agent = p.container(Component::Agent).expect("agent");
+    let bundle = agent
+        .files
+        .iter()
+        .find(|f| f.path == AGENT_CA_BUNDLE)
+        .expect("bundle planned");
+    assert_eq!(
+        (bundle.mode, bundle.uid, &bundle.source),
+        (0o644, 0, &FileSource::TrustBundle)
+    );
+    assert_eq!(agent.user, format!("{AGENT_UID}:{AGENT_UID}"));
+}
+
+#[test]
+fn workspace_modes_mount_or_copy() {
+    let p = plan("dev");
+    let w = p.workspace.as_ref().expect("workspace");
+    assert_eq!(
+        (w.mode, w.host.as_path()),
+        (WorkspaceMode::Protect, std::path::Path::new("/src/app"))
+    );
+    let mut o = opts();
+    o.workspace_mode = Some(WorkspaceMode::Copy);
+    let p = build(&agent("dev"), &o).expect("plan");
+    let a = p.container(Component::Agent).expect("agent");
+    assert!(
+        a.mounts.is_empty(),
+        "copy mode mounts nothing from the host"
+    );
+    assert_eq!(a.workdir.as_deref(), Some(WORKSPACE));
+    assert_eq!(
+        p.workspace.as_ref().map(|w| w.mode),
+        Some(WorkspaceMode::Copy)
+    );
+    let m = Manifest::parse(
+        "agents:\n  c:\n    bottle:\n      workspace: copy\n",
+        "t.yaml",
+    )
+    .expect("manifest");
+    let p = build(m.agent("c").expect("agent"), &opts()).expect("plan");
+    assert_eq!(
+        p.workspace.as_ref().map(|w| w.mode),
+        Some(WorkspaceMode::Copy),
+        "from the manifest"
+    );
+    let mut o = opts();
+    o.workspace_mode = Some(WorkspaceMode::Protect);
+    let p = build(m.agent("c").expect("agent"), &o).expect("plan");
+    assert_eq!(
+        p.workspace.as_ref().map(|w| w.mode),
+        Some(WorkspaceMode::Protect),
+        "the flag wins"
+    );
+    let mut o = opts();
+    o.cwd = None;
+    assert_eq!(build(&agent("dev"), &o).expect("plan").workspace, None);
 }

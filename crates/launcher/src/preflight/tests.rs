@@ -21,6 +21,7 @@ fn plan(manifest_text: &str, unavailable: &[(Component, &str)]) -> Plan {
         extra_labels: BTreeMap::new(),
         upstream_ca: None,
         skills: Vec::new(),
+        workspace_mode: None,
     };
     build(&m.agents()[0], &opts).expect("plan")
 }
@@ -46,7 +47,10 @@ agents:
     let expected = "\
 bottle dev-k3x9a (agent dev)
   image      claude-bottle/agent:t
-  workspace  /src/app -> /workspace
+  engine     not probed (no engine answered); its version and the network walls are checked at start
+  agent      user 1000:1000, no capabilities, no-new-privileges, memory 8g, pids 4096
+  confined   sidecars as user 10001:10001, no capabilities, no-new-privileges, read-only root with a tmpfs at /tmp and per-bottle volumes
+  workspace  /src/app -> /workspace (protect mode: read-write, but read-only: surveyed at start)
   hosts allowed (6):
     api.anthropic.com
     claude.ai
@@ -71,6 +75,48 @@ fn shows_what_is_left_out_and_why() {
     assert!(text.contains("  sidecars   egress, supervise\n"), "{text}");
     assert!(
         text.contains("  left out   git-gate: git-gate binary not found\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn shows_the_engine_walls_limits_and_workspace_mode() {
+    let manifest = "agents:\n  dev:\n    bottle:\n      limits: {memory: 2g, pids: 512}\n      workspace: copy\n";
+    let info = engine::EngineInfo {
+        version: "20.10.24+dfsg1".into(),
+        api_version: "1.41".into(),
+        os: "linux".into(),
+        ..Default::default()
+    };
+    let p = plan(manifest, &[]).with_engine(engine::assess(&info).expect("engine"));
+    let text = render(&p);
+    for want in [
+        "  engine     Docker 20.10.24+dfsg1 (API 1.41)\n",
+        "  DNS        the bottle's names only: any other name is forwarded to a sink (127.0.0.1",
+        "CVE-2024-29018",
+        "  host       internal bridge without a host address (com.docker.network.bridge.inhibit_ipv4=true",
+        "  agent      user 1000:1000, no capabilities, no-new-privileges, memory 2g, pids 512\n",
+        "  workspace  /src/app copied to /workspace (copy mode: nothing is written back",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    let guards = vec![
+        crate::workspace::Guard {
+            path: ".git".into(),
+            kind: crate::workspace::GuardKind::Existing,
+            why: String::new(),
+        },
+        crate::workspace::Guard {
+            path: "claude-bottle.yaml".into(),
+            kind: crate::workspace::GuardKind::PlaceholderDir,
+            why: String::new(),
+        },
+    ];
+    let text = render(&plan("agents:\n  dev: {}\n", &[]).with_guards(guards));
+    assert!(
+        text.contains(
+            "(protect mode: read-write, but read-only: .git, claude-bottle.yaml (placeholder))"
+        ),
         "{text}"
     );
 }

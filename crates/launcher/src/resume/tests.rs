@@ -24,6 +24,7 @@ fn record() -> LaunchRecord {
         labels: BTreeMap::from([("team".into(), "web".into()), ("run".into(), "1".into())]),
         upstream_ca: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
         pipelock_image: Some(format!("ghcr.io/x/pipelock@sha256:{}", "a".repeat(64))),
+        workspace: Some(manifest::WorkspaceMode::Copy),
     }
 }
 
@@ -105,6 +106,11 @@ fn the_resumed_plan_options_match_the_original_start() {
     assert_eq!(o.queue_dir, st.queue_dir(), "same queue");
     assert_eq!(o.images, images);
     assert_eq!(o.upstream_ca, record().upstream_ca, "same upstream CA");
+    assert_eq!(
+        o.workspace_mode,
+        Some(manifest::WorkspaceMode::Copy),
+        "same workspace mode"
+    );
     assert_eq!(o.extra_labels.get("team").map(String::as_str), Some("web"));
     assert_eq!(o.extra_labels.get("run").map(String::as_str), Some("1"));
     assert_eq!(

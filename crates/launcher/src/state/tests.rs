@@ -103,6 +103,7 @@ fn the_launch_record_round_trips_privately_and_is_optional() {
         labels: BTreeMap::from([("team".into(), "web".into())]),
         upstream_ca: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
         pipelock_image: Some(format!("ghcr.io/x/pipelock@sha256:{}", "a".repeat(64))),
+        workspace: Some(manifest::WorkspaceMode::Copy),
     };
     st.write_launch(&rec).expect("write");
     assert_eq!(st.launch_record().expect("read"), Some(rec));
@@ -158,4 +159,45 @@ fn live_routes_round_trip_privately_and_are_optional() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn recorded_placeholders_go_with_the_state_and_never_take_operator_files() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ws = tempfile::tempdir().expect("workspace");
+    let st = BottleState::new(tmp.path(), &Identity::parse("dev-ddddd").expect("id"));
+    st.create(&meta("dev-ddddd")).expect("create");
+    let list = vec![
+        Placeholder {
+            path: ws.path().join("claude-bottle.yaml"),
+            dir: true,
+        },
+        Placeholder {
+            path: ws.path().join("inc.cfg"),
+            dir: false,
+        },
+    ];
+    st.record_placeholders(&list).expect("record");
+    crate::workspace::create_placeholders(&list).expect("create");
+    // A crash: the state is stale; removing it removes the placeholders.
+    assert!(st.remove_unless_preserved().expect("removed"));
+    assert!(!ws.path().join("claude-bottle.yaml").exists());
+    assert!(!ws.path().join("inc.cfg").exists());
+
+    // Teardown of a preserved state removes them too, and a placeholder the
+    // operator filled meanwhile is left with a warning.
+    st.create(&meta("dev-ddddd")).expect("create");
+    st.record_placeholders(&list).expect("record");
+    crate::workspace::create_placeholders(&list).expect("create");
+    std::fs::write(ws.path().join("inc.cfg"), "[user]\n").expect("operator writes");
+    std::fs::write(st.dir().join(PRESERVE_MARKER), "x").expect("marker");
+    let warnings = st.remove_placeholders();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("inc.cfg"), "{warnings:?}");
+    assert!(!ws.path().join("claude-bottle.yaml").exists());
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("inc.cfg")).expect("kept"),
+        "[user]\n"
+    );
+    assert!(st.remove_placeholders().is_empty(), "the record is gone");
 }

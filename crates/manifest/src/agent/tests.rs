@@ -105,7 +105,7 @@ fn bad_documents_have_precise_messages() {
         (
             "agents:\n  dev: {bottle: []}\n",
             &[
-                "agents.dev.bottle: expected a mapping with keys egress, git, supervise, pipelock, found a list",
+                "agents.dev.bottle: expected a mapping with keys egress, git, supervise, pipelock, limits, workspace, found a list",
             ],
         ),
         (

@@ -38,7 +38,7 @@ fn bad_bottles_have_precise_messages() {
             "egres: {}",
             &[
                 "agents.dev.bottle.egres: unknown key \"egres\"; did you mean \"egress\"?",
-                "valid keys here: egress, git, supervise, pipelock",
+                "valid keys here: egress, git, supervise, pipelock, limits, workspace",
             ],
         ),
         (
@@ -612,6 +612,25 @@ fn inspection_keys_parse_with_defaults_and_precise_errors() {
 }
 
 #[test]
+fn limits_and_workspace_have_defaults_and_take_values() {
+    let b = bottle("supervise: true\n").unwrap();
+    assert_eq!(b.limits().memory().to_string(), "8g");
+    assert_eq!(b.limits().pids(), 4096);
+    assert_eq!(b.workspace(), crate::WorkspaceMode::Protect);
+    let b = bottle("limits: {memory: 2g, pids: 512}\nworkspace: copy\n").unwrap();
+    assert_eq!(b.limits().memory().bytes(), 2 << 30);
+    assert_eq!(b.limits().pids(), 512);
+    assert_eq!(b.workspace(), crate::WorkspaceMode::Copy);
+    let b = bottle("limits: {memory: 134217728}\n").unwrap();
+    assert_eq!(b.limits().memory().to_string(), "128m");
+    assert_eq!(b.limits().pids(), 4096, "an absent key keeps its default");
+    assert_eq!(
+        bottle("limits:\n").unwrap().limits(),
+        crate::Limits::default()
+    );
+}
+
+#[test]
 fn a_bare_off_is_off() {
     let b = bottle("egress:\n  injection_action: off\n  dlp_detectors:\n    iban: off\n").unwrap();
     assert_eq!(
@@ -651,4 +670,66 @@ fn the_predecessors_flat_route_auth_fails_with_the_nested_form_of_its_values() {
         "egress:\n  routes:\n    - host: api.example.com\n      auth: {header: X-Api-Key, token_ref: EXAMPLE_TOKEN}",
     )
     .expect("the recipe's form is valid");
+}
+
+#[test]
+fn bad_limits_and_workspace_name_the_key_and_what_is_valid() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "limits: {memory: 8gb}",
+            &["bottle.limits.memory", "\"8gb\"", "e.g. 8g or 512m"],
+        ),
+        (
+            "limits: {memory: 1m}",
+            &[
+                "bottle.limits.memory",
+                "out of range",
+                "between 64m and 1024g",
+            ],
+        ),
+        (
+            "limits: {memory: 12}",
+            &["bottle.limits.memory", "out of range"],
+        ),
+        (
+            "limits: {memory: [1]}",
+            &["bottle.limits.memory", "expected a memory size", "a list"],
+        ),
+        (
+            "limits: {pids: 10}",
+            &[
+                "bottle.limits.pids",
+                "pids limit 10 is out of range",
+                "between 64 and 4194304",
+            ],
+        ),
+        (
+            "limits: {pids: \"4096\"}",
+            &["bottle.limits.pids", "expected a whole number", "a string"],
+        ),
+        (
+            "limits: {memroy: 8g}",
+            &["bottle.limits.memroy", "did you mean \"memory\""],
+        ),
+        (
+            "limits: 8g",
+            &["bottle.limits", "expected a mapping with keys memory, pids"],
+        ),
+        (
+            "workspace: rw",
+            &[
+                "bottle.workspace",
+                "unknown workspace mode \"rw\"",
+                "protect",
+                "copy",
+            ],
+        ),
+        (
+            "workspace: true",
+            &["bottle.workspace", "a workspace mode (protect or copy)"],
+        ),
+    ];
+    for (yaml, expected) in cases {
+        check_err(yaml, expected);
+    }
 }
