@@ -429,6 +429,10 @@ pub struct RouteSummary {
     pub token_ref: Option<String>,
     /// Roles.
     pub roles: Vec<String>,
+    /// TLS ports the route allows (default 443).
+    pub ports: Vec<u16>,
+    /// The operator's opt-in to non-global upstream addresses.
+    pub allow_private: bool,
 }
 
 /// A git remote as the preflight shows it.
@@ -468,6 +472,9 @@ pub struct Plan {
     /// Who scans outgoing requests for secrets, with what action, and
     /// which hosts are exempt (one line, for the preflight).
     pub dlp: String,
+    /// Who checks responses for prompt injection, with what action (one
+    /// line, for the preflight).
+    pub inbound: String,
     /// The Docker engine and the protections in force on it, once the
     /// caller has probed it ([`Plan::with_engine`]).
     pub engine: Option<EngineReport>,
@@ -909,6 +916,7 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
         workspace,
         volumes,
         dlp: dlp_summary(bottle),
+        inbound: inbound_summary(bottle),
         identity: id.clone(),
         agent: agent_name.to_owned(),
         cwd: opts.cwd.clone(),
@@ -1001,13 +1009,24 @@ fn pipelock_container(
 /// hosts exempt. With pipelock on, pipelock scans (with its own LLM
 /// passthrough) and egress-proxy does not scan twice.
 fn egress_dlp_args(bottle: &manifest::Bottle) -> Vec<String> {
-    if bottle.pipelock() {
-        return vec!["--dlp-action".into(), "off".into()];
-    }
+    // Responses are inspected by egress-proxy either way: pipelock scans
+    // only what leaves.
     let mut args = vec![
+        "--injection-action".into(),
+        bottle.egress().injection_action().as_str().to_owned(),
+    ];
+    if bottle.pipelock() {
+        args.extend(["--dlp-action".into(), "off".into()]);
+        return args;
+    }
+    args.extend([
         "--dlp-action".into(),
         bottle.egress().dlp_action().as_str().to_owned(),
-    ];
+    ]);
+    for d in bottle.egress().dlp_detectors().flag_values() {
+        args.push("--dlp-detector".into());
+        args.push(d);
+    }
     for h in bottle.dlp_exempt_hosts() {
         args.push("--dlp-exempt-host".into());
         args.push(h.to_string());
@@ -1027,9 +1046,24 @@ fn dlp_summary(bottle: &manifest::Bottle) -> String {
         .iter()
         .map(ToString::to_string)
         .collect();
+    let detectors = bottle.egress().dlp_detectors().flag_values();
+    let detectors = if detectors.is_empty() {
+        String::new()
+    } else {
+        format!("; detectors {}", detectors.join(", "))
+    };
     format!(
-        "{action}, by egress-proxy; not scanned (conversation text): {}",
+        "{action}, by egress-proxy{detectors}; not scanned (conversation text): {}",
         exempt.join(", ")
+    )
+}
+
+/// The preflight's line on responses: egress-proxy's prompt-injection
+/// action for text responses from hosts that are not exempt.
+fn inbound_summary(bottle: &manifest::Bottle) -> String {
+    format!(
+        "{}, by egress-proxy, on text responses from hosts not exempt from DLP",
+        bottle.egress().injection_action().as_str()
     )
 }
 
@@ -1293,6 +1327,8 @@ fn route_summary(r: &manifest::routes::Route, slots: &[manifest::TokenSlot]) -> 
         }),
         token_ref: r.auth.as_ref().and_then(|a| token_ref_of(&a.token_env)),
         roles: r.roles.iter().map(|x| x.as_str().to_owned()).collect(),
+        ports: r.ports.clone(),
+        allow_private: r.allow_private,
     }
 }
 

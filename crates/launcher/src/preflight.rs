@@ -122,9 +122,17 @@ pub fn render(plan: &Plan) -> String {
         if !r.roles.is_empty() {
             let _ = write!(line, "  role {}", r.roles.join(", "));
         }
+        if r.ports != [443] {
+            let ports: Vec<String> = r.ports.iter().map(u16::to_string).collect();
+            let _ = write!(line, "  ports {}", ports.join(", "));
+        }
+        if r.allow_private {
+            let _ = write!(line, "  PRIVATE ADDRESSES ALLOWED");
+        }
         let _ = writeln!(s, "{line}");
     }
     let _ = writeln!(s, "  DLP        {}", plan.dlp);
+    let _ = writeln!(s, "  injection  {}", plan.inbound);
     if plan.git_remotes.is_empty() {
         let _ = writeln!(s, "  git remotes (none)");
     } else {

@@ -28,6 +28,7 @@ agents:
           - host: api.github.test
             path_allowlist: [/repos/]
             auth: { scheme: Bearer, token_ref: E2E_GITHUB_TOKEN }
+            allow_private: true
       git:
         - name: app
           upstream: "https://git.test/acme/app.git"

@@ -29,11 +29,15 @@ agents:
   e2e:
     bottle:
       egress:
-        allowlist: [plain.test]
         routes:
+          # The fake upstreams sit on a Docker network (private addresses):
+          # the operator's opt-in, as for any internal upstream.
+          - host: plain.test
+            allow_private: true
           - host: api.github.test
             path_allowlist: [/repos/]
             auth: { scheme: Bearer, token_ref: E2E_GITHUB_TOKEN }
+            allow_private: true
       supervise: true
 "#;
 

@@ -22,7 +22,10 @@ const MANIFEST: &str = "agents:
   day:
     bottle:
       egress:
-        allowlist: [plain.test]
+        # The fake upstream is on a Docker network: the operator's opt-in.
+        routes:
+          - host: plain.test
+            allow_private: true
       supervise: true
 ";
 

@@ -747,6 +747,39 @@ fn with_pipelock_egress_leaves_dlp_to_pipelock() {
     );
 }
 
+/// The manifest's inspection knobs reach egress-proxy's command line, and
+/// the preflight's route summary says which routes an operator opened to
+/// other ports or to private addresses.
+#[test]
+fn inspection_knobs_and_route_opt_ins_reach_egress_and_the_preflight() {
+    let m = Manifest::parse(
+        "agents:\n  k:\n    bottle:\n      egress:\n        injection_action: block\n        dlp_detectors: { iban: block, payment_card: warn }\n        routes:\n          - { host: registry.corp.example, ports: [8443], allow_private: true }\n",
+        "k.yaml",
+    )
+    .expect("parses");
+    let p = build(m.agent("k").expect("agent"), &opts()).expect("plan");
+    let cmd = &p.container(Component::Egress).expect("egress").cmd;
+    assert_eq!(flag_values(cmd, "--injection-action"), vec!["block"]);
+    let mut detectors = flag_values(cmd, "--dlp-detector");
+    detectors.sort_unstable();
+    assert_eq!(detectors, vec!["iban=block", "payment-card=warn"]);
+    assert!(p.dlp.contains("detectors"), "{}", p.dlp);
+    assert!(p.inbound.starts_with("block"), "{}", p.inbound);
+    let r = p
+        .routes
+        .iter()
+        .find(|r| r.host == "registry.corp.example")
+        .expect("route");
+    assert_eq!((r.ports.as_slice(), r.allow_private), (&[8443][..], true));
+    let defaults = p.routes.iter().find(|r| r.host == "api.anthropic.com");
+    assert!(defaults.is_some_and(|r| !r.allow_private && r.ports == [443]));
+    // With pipelock, responses are still inspected by egress-proxy.
+    let p = build(&agent("piped"), &piped_opts()).expect("plan");
+    let cmd = &p.container(Component::Egress).expect("egress").cmd;
+    assert_eq!(flag_values(cmd, "--injection-action"), vec!["warn"]);
+    assert!(flag_values(cmd, "--dlp-detector").is_empty());
+}
+
 const RESTORED: &str = "version: 1
 routes:
   - host: api.github.com

@@ -59,6 +59,7 @@ bottle dev-k3x9a (agent dev)
     pypi.org
     api.github.com  paths /repos/acme/  Authorization: Bearer from $GITHUB_TOKEN
   DLP        block, by egress-proxy; not scanned (conversation text): api.anthropic.com, claude.ai, platform.claude.com, console.anthropic.com
+  injection  warn, by egress-proxy, on text responses from hosts not exempt from DLP
   git remotes (via git-gate, pushes secret-scanned):
     app -> https://github.com/acme/app.git  token from $GITHUB_TOKEN
   sidecars   egress, git-gate, supervise
@@ -119,4 +120,17 @@ fn shows_the_engine_walls_limits_and_workspace_mode() {
         ),
         "{text}"
     );
+}
+
+#[test]
+fn routes_opened_to_other_ports_or_private_addresses_say_so() {
+    let text = render(&plan(
+        "agents:\n  dev:\n    bottle:\n      egress:\n        routes:\n          - { host: registry.corp.example, ports: [443, 8443], allow_private: true }\n          - { host: api.example.com }\n",
+        &[],
+    ));
+    assert!(
+        text.contains("    registry.corp.example  ports 443, 8443  PRIVATE ADDRESSES ALLOWED\n"),
+        "{text}"
+    );
+    assert!(text.contains("    api.example.com\n"), "{text}");
 }
