@@ -173,11 +173,18 @@ pub async fn prepare_images(engine: &Engine) -> ImageSet {
         status.success(),
         "cargo build of the daemons failed: {status}"
     );
+    // Never a registry: the base comes from debootstrap (the Debian mirror),
+    // and the default agent image has no Claude Code (tests that need it
+    // pass a stand-in tarball).
     let opts = ImageOptions {
         bin_dir: bin_dir(),
         offline: false,
         mirror: None,
         apt_root: PathBuf::from("/"),
+        debian_image: None,
+        claude_code: launcher::images::claude_code::Source::Skip,
+        retry_claude_code: false,
+        labels: BTreeMap::new(),
     };
     let mut progress = |line: &str| eprintln!("images: {line}");
     launcher::images::ensure(engine, &opts, &AgentImage::Default, &mut progress)

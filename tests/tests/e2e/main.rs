@@ -8,6 +8,7 @@ mod approval;
 mod cli;
 mod compose;
 mod images;
+mod images_claude_code;
 mod pipelock;
 mod upstream;
 
