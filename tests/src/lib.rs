@@ -191,3 +191,30 @@ pub async fn prepare_images(engine: &Engine) -> ImageSet {
         .await
         .expect("preparing images")
 }
+
+/// The mode bits and owner uid of `path` in `container`, read from a Docker
+/// archive of it (sidecar images have no shell or `stat`).
+pub async fn mode_and_owner(engine: &Engine, container: &str, path: &str) -> (u32, u64) {
+    use futures_util::StreamExt as _;
+    let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
+        .path(path)
+        .build();
+    let mut stream = engine
+        .client()
+        .download_from_container(container, Some(opts));
+    let mut tar = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        tar.extend_from_slice(
+            &chunk.unwrap_or_else(|e| panic!("archive of {container}:{path}: {e}")),
+        );
+    }
+    let mut archive = tar::Archive::new(tar.as_slice());
+    let entry = archive
+        .entries()
+        .expect("tar entries")
+        .next()
+        .unwrap_or_else(|| panic!("empty archive of {container}:{path}"))
+        .expect("tar entry");
+    let h = entry.header();
+    (h.mode().expect("mode") & 0o7777, h.uid().expect("uid"))
+}

@@ -140,6 +140,10 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
+    // `egress-proxy probe …`: the readiness check of an image without curl.
+    if let Some(code) = http_probe::run_if_probe("egress-proxy") {
+        return std::process::ExitCode::from(code);
+    }
     let args = Args::parse();
     init_tracing(args.log_format);
     match real_main(args) {

@@ -253,6 +253,22 @@ fn sidecar_tags_cover_the_first_stage_script_and_contexts_carry_it() {
         })
         .collect();
     assert_eq!(names, ["Dockerfile", SIDECAR_ROOTFS_NAME, "egress-proxy"]);
+    for c in [Component::Egress, Component::GitGate, Component::Supervise] {
+        let df = dockerfile(c).expect("dockerfile");
+        assert!(
+            df.contains("\nFROM scratch\n"),
+            "{c}: the image is FROM scratch"
+        );
+        assert!(
+            df.contains(&format!("{LABEL_STAGE_OF}=${{STAGE_OF}}")),
+            "{c}: the stage is labelled"
+        );
+        assert!(
+            df.lines()
+                .all(|l| l.starts_with('#') || !l.contains("curl")),
+            "{c}: no curl"
+        );
+    }
 }
 
 #[test]
