@@ -50,7 +50,7 @@ pub const LABEL_BASE_SOURCE: &str = "dev.claude-bottle.base-source";
 /// so the stage image is removed once the build is done.
 pub const LABEL_STAGE_OF: &str = "dev.claude-bottle.stage-of";
 /// Bumped when the way images are made changes, to invalidate every cache.
-const RECIPE_VERSION: &str = "claude-bottle-images-v2";
+const RECIPE_VERSION: &str = "claude-bottle-images-v3";
 const PATH_ENV: &str = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 const DOCKERFILE_EGRESS: &str = include_str!("../../../images/egress-proxy/Dockerfile");
@@ -375,15 +375,28 @@ fn sidecar_context(dockerfile: &str, binary: &str, bytes: &[u8]) -> std::io::Res
     b.into_inner()
 }
 
-/// The default agent image's context: its Dockerfile and the Claude Code
-/// overlay (empty without a package).
-pub fn agent_context(package: Option<&claude_code::Package>) -> std::io::Result<Vec<u8>> {
-    let mut b = context_builder(DOCKERFILE_AGENT)?;
+/// The context of the default agent image, or of a Dockerfile derived
+/// from it (a capability approval's): the Dockerfile and the Claude Code
+/// overlay (empty without a package), so its `COPY claude-code/ /` works.
+pub fn agent_context(
+    dockerfile: &str,
+    package: Option<&claude_code::Package>,
+) -> std::io::Result<Vec<u8>> {
+    let mut b = context_builder(dockerfile)?;
     match package {
         Some(p) => p.append_to(&mut b)?,
         None => claude_code::append_empty(&mut b)?,
     }
     b.into_inner()
+}
+
+/// The Claude Code package of an operator's tarball (`--claude-code`), read
+/// and validated; `None` for any other source.
+pub fn tarball_package(opts: &ImageOptions) -> Result<Option<claude_code::Package>, ImageError> {
+    match &opts.claude_code {
+        claude_code::Source::Tarball(path) => Ok(Some(claude_code::read(path)?)),
+        claude_code::Source::Registry | claude_code::Source::Skip => Ok(None),
+    }
 }
 
 /// Finds a daemon binary and checks it runs (`--help` exits 0), so a stub
@@ -450,10 +463,9 @@ async fn plan_images(
     let mut package = None;
     let agent_tag = match agent {
         AgentImage::Default => {
-            if let claude_code::Source::Tarball(path) = &opts.claude_code {
-                let p = claude_code::read(path)?;
+            package = tarball_package(opts)?;
+            if let Some(p) = &package {
                 set.claude_code = ClaudeCodeStatus::Installed(p.version.clone());
-                package = Some(p);
             }
             content_tag(
                 Component::Agent,
@@ -651,7 +663,7 @@ impl Build<'_> {
                 if let Some(p) = package {
                     labels.insert(claude_code::LABEL_SHA256.to_owned(), p.sha256.clone());
                 }
-                agent_context(package).map_err(ctx_err)?
+                agent_context(DOCKERFILE_AGENT, package).map_err(ctx_err)?
             }
             _ => {
                 let (Some(bin), Some(df)) = (binary_name(c), dockerfile(c)) else {
@@ -897,6 +909,17 @@ async fn debootstrap_base(
             source,
         })?;
     let rootfs = work.path().join("rootfs");
+    // dpkg in the new root skips its fsync calls while debootstrap installs
+    // (a crash means starting over anyway); removed before the import.
+    let dpkg_cfg = rootfs.join("etc/dpkg/dpkg.cfg.d");
+    let unsafe_io = dpkg_cfg.join("claude-bottle-unsafe-io");
+    std::fs::create_dir_all(&dpkg_cfg)
+        .and_then(|()| std::fs::write(&unsafe_io, "force-unsafe-io\n"))
+        .map_err(|source| ImageError::Io {
+            action: "writing",
+            path: unsafe_io.clone(),
+            source,
+        })?;
     progress(&format!(
         "base: {tag} is missing; creating it with debootstrap ({SUITE}, minbase + {}) — a few minutes",
         BASE_PACKAGES.join(",")
@@ -956,10 +979,8 @@ async fn debootstrap_base(
             tail.join("\n")
         )));
     }
-    // The downloaded packages and indexes are not needed in the image.
-    for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
-        clear_files(&rootfs.join(dir));
-    }
+    let _ = std::fs::remove_file(&unsafe_io);
+    slim(&rootfs);
     progress(&format!("base: importing {tag}"));
     // tar streams straight into the import: no copy of the root on disk.
     let mut tar = tokio::process::Command::new("tar")
@@ -1006,15 +1027,42 @@ async fn debootstrap_base(
     Ok(())
 }
 
-/// Removes the regular files directly in `dir` (best effort).
-fn clear_files(dir: &Path) {
+/// What a debootstrapped root does not need in an image (as Debian's own
+/// slim images): the downloaded packages and indexes, documentation but
+/// the copyright files, manual pages, translations. About 70 MB.
+fn slim(rootfs: &Path) {
+    for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+        remove_children(&rootfs.join(dir), |p| p.is_file());
+    }
+    for dir in ["usr/share/man", "usr/share/locale", "usr/share/info"] {
+        remove_children(&rootfs.join(dir), |_| true);
+    }
+    // usr/share/doc/<package>/copyright stays.
+    if let Ok(packages) = std::fs::read_dir(rootfs.join("usr/share/doc")) {
+        for package in packages.filter_map(Result::ok) {
+            remove_children(&package.path(), |p| {
+                p.file_name().is_none_or(|n| n != "copyright")
+            });
+        }
+    }
+}
+
+/// Removes what `remove` selects directly in `dir` (files, links, trees;
+/// best effort, never following a link).
+fn remove_children(dir: &Path, remove: impl Fn(&Path) -> bool) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    for e in entries.filter_map(Result::ok) {
-        if e.file_type().is_ok_and(|t| t.is_file()) {
-            let _ = std::fs::remove_file(e.path());
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        if !remove(&path) {
+            continue;
         }
+        let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        let _ = if is_dir {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
     }
 }
 

@@ -132,7 +132,11 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
         // The proposed Dockerfile, built offline (no pull) with BASE set to
         // the local base image, like every other image.
         let tag = capability::resume_image_tag(&identity, &dockerfile);
-        let context = launcher::images::build_context(&dockerfile, None)
+        // A Dockerfile derived from the default agent one copies Claude
+        // Code from the context (`COPY claude-code/ /`): the tarball given
+        // with --claude-code, else an empty overlay.
+        let package = launcher::images::tarball_package(&image_opts)?;
+        let context = launcher::images::agent_context(&dockerfile, package.as_ref())
             .context("packing the build context")?;
         let build_args =
             HashMap::from([("BASE".to_owned(), launcher::images::base_tag())]);

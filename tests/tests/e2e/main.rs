@@ -8,6 +8,7 @@ mod approval;
 mod cli;
 mod compose;
 mod images;
+mod images_base_pull;
 mod images_claude_code;
 mod images_sidecars;
 mod pipelock;
