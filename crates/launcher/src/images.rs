@@ -582,7 +582,7 @@ pub async fn ensure(
             component: *c,
             tag,
         };
-        async move { job.run(&say).await }
+        async move { job.run(say).await }
     });
     for result in futures_util::future::join_all(builds).await {
         result?;

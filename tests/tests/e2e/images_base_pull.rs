@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use futures_util::{FutureExt as _, StreamExt as _};
 use launcher::docker::Engine;
 use launcher::images::{BASE_PACKAGES, BaseBuild, LABEL_BASE_SOURCE, base_tag};
-use tests::{LABEL_TEST_RUN, REQUIRE_DOCKER_ENV, engine_or_skip, prepare_images, run_labels};
+use tests::{
+    LABEL_TEST_RUN, REQUIRE_DOCKER_ENV, engine_or_skip, images_where, prepare_images, run_labels,
+};
 
 use crate::images_claude_code::run_in;
 use crate::with_run;
@@ -158,19 +160,7 @@ async fn the_base_builds_from_a_pinned_image_pulled_from_a_registry() {
 
 /// Removes every image pulled from `repo` (the test registry's).
 async fn remove_pulled(engine: &Engine, repo: &str) {
-    let filters = HashMap::from([("reference".to_owned(), vec![repo.to_owned()])]);
-    let Ok(images) = engine
-        .client()
-        .list_images(Some(
-            bollard::query_parameters::ListImagesOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-    else {
-        return;
-    };
-    for image in images {
+    for image in images_where(engine, "reference", repo, false).await {
         let _ = launcher::images::remove_image_tag(engine, &image.id).await;
     }
 }

@@ -7,20 +7,15 @@
 //! shared images are built with Claude Code skipped, and this test's agent
 //! image is built from the tarball alone.
 
-use std::collections::HashMap;
 use std::io::Write as _;
 
-use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
-};
+use bollard::query_parameters::{LogsOptionsBuilder, WaitContainerOptionsBuilder};
 use futures_util::{FutureExt as _, StreamExt as _};
 use launcher::docker::Engine;
 use launcher::identity::Component;
 use launcher::images::{AgentImage, ClaudeCodeStatus, ImageOptions, claude_code};
 use sha2::{Digest as _, Sha256};
-use tests::{LABEL_TEST_RUN, bin_dir, engine_or_skip, prepare_images, run_labels};
+use tests::{LABEL_TEST_RUN, bin_dir, engine_or_skip, images_where, prepare_images, run_labels};
 
 use crate::with_run;
 
@@ -57,22 +52,8 @@ pub(crate) async fn run_in(
     user: &str,
     cmd: &[&str],
 ) -> (i64, String) {
-    let name = format!("e2e-img-{run}-{}", tests::run_id());
-    engine
-        .client()
-        .create_container(
-            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
-            ContainerCreateBody {
-                image: Some(image.to_owned()),
-                user: Some(user.to_owned()),
-                cmd: Some(cmd.iter().map(|s| (*s).to_owned()).collect()),
-                labels: Some(run_labels(run).into_iter().collect()),
-                network_disabled: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("create container");
+    let cmd = cmd.iter().map(|s| (*s).to_owned()).collect();
+    let name = crate::images_sidecars::create(engine, run, image, Some(user), Some(cmd)).await;
     engine.start(&name).await.expect("start container");
     let mut wait = engine
         .client()
@@ -97,11 +78,7 @@ pub(crate) async fn run_in(
         out.push_str(&chunk.expect("logs").to_string());
     }
     engine
-        .client()
-        .remove_container(
-            &name,
-            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-        )
+        .remove_container(&name)
         .await
         .expect("remove container");
     (code, out)
@@ -176,16 +153,7 @@ async fn claude_code_from_a_tarball_runs_as_the_agent_user_and_is_root_owned() {
         .catch_unwind()
         .await;
         // Nothing of this run stays: the image carries the run's label.
-        let filters = HashMap::from([("label".to_owned(), vec![format!("{LABEL_TEST_RUN}={run}")])]);
-        let mine = engine
-            .client()
-            .list_images(Some(
-                bollard::query_parameters::ListImagesOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .expect("list images");
+        let mine = images_where(&engine, "label", &format!("{LABEL_TEST_RUN}={run}"), false).await;
         launcher::images::remove_image_tag(&engine, &tag)
             .await
             .expect("remove the run's image");

@@ -7,7 +7,6 @@
 //! Sizes are printed (the e2e images carry debug binaries); what an image
 //! adds besides its binary is bounded.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::models::ContainerCreateBody;
@@ -15,7 +14,9 @@ use bollard::query_parameters::CreateContainerOptionsBuilder;
 use launcher::docker::Engine;
 use launcher::identity::Component;
 use launcher::images::LABEL_STAGE_OF;
-use tests::{bin_dir, engine_or_skip, mode_and_owner, prepare_images, run_labels};
+use tests::{
+    archive_of, bin_dir, engine_or_skip, images_where, mode_and_owner, prepare_images, run_labels,
+};
 
 use crate::with_run;
 
@@ -28,15 +29,23 @@ type Contract = (
     Vec<&'static str>,
 );
 
-/// Creates (does not start) a container of `image`, labelled with `run`.
-async fn create(engine: &Engine, run: &str, image: &str, cmd: Option<Vec<String>>) -> String {
-    let name = format!("e2e-sidecar-{run}-{}", tests::run_id());
+/// Creates (does not start) a container of `image` without a network,
+/// labelled with `run`; `user` overrides the image's.
+pub(crate) async fn create(
+    engine: &Engine,
+    run: &str,
+    image: &str,
+    user: Option<&str>,
+    cmd: Option<Vec<String>>,
+) -> String {
+    let name = format!("e2e-img-{run}-{}", tests::run_id());
     engine
         .client()
         .create_container(
             Some(CreateContainerOptionsBuilder::default().name(&name).build()),
             ContainerCreateBody {
                 image: Some(image.to_owned()),
+                user: user.map(str::to_owned),
                 cmd,
                 labels: Some(run_labels(run).into_iter().collect()),
                 network_disabled: Some(true),
@@ -50,19 +59,12 @@ async fn create(engine: &Engine, run: &str, image: &str, cmd: Option<Vec<String>
 
 /// Whether `path` exists in `container` (an archive of it can be read).
 async fn exists(engine: &Engine, container: &str, path: &str) -> bool {
-    use futures_util::StreamExt as _;
-    let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
-        .path(path)
-        .build();
-    let mut stream = engine
-        .client()
-        .download_from_container(container, Some(opts));
-    match stream.next().await {
-        Some(Ok(_)) => true,
-        Some(Err(bollard::errors::Error::DockerResponseServerError {
+    match archive_of(engine, container, path).await {
+        Ok(_) => true,
+        Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
-        })) => false,
-        other => panic!("archive of {container}:{path}: {other:?}"),
+        }) => false,
+        Err(e) => panic!("archive of {container}:{path}: {e}"),
     }
 }
 
@@ -125,7 +127,7 @@ async fn sidecar_images_hold_only_what_they_run_and_keep_the_volume_contract() {
             };
             assert!(extra < bound, "{c} adds {extra} bytes besides its binary");
 
-            let name = create(&engine, &run, tag, None).await;
+            let name = create(&engine, &run, tag, None, None).await;
             for (dir, mode, uid) in dirs {
                 assert_eq!(
                     mode_and_owner(&engine, &name, dir).await,
@@ -152,25 +154,15 @@ async fn sidecar_images_hold_only_what_they_run_and_keep_the_volume_contract() {
             engine.remove_container(&name).await.expect("remove");
 
             // No first-stage image of the build is left behind.
-            let filters =
-                HashMap::from([("label".to_owned(), vec![format!("{LABEL_STAGE_OF}={tag}")])]);
-            let stages = engine
-                .client()
-                .list_images(Some(
-                    bollard::query_parameters::ListImagesOptionsBuilder::default()
-                        .all(true)
-                        .filters(&filters)
-                        .build(),
-                ))
-                .await
-                .expect("list images");
+            let stages =
+                images_where(&engine, "label", &format!("{LABEL_STAGE_OF}={tag}"), true).await;
             assert!(stages.is_empty(), "{c}: stage images left: {stages:?}");
         }
 
         // The built-in probe: supervise answers on its port; nothing
         // listens on port 9, so the probe fails there.
         let tag = &images.tags[&Component::Supervise];
-        let name = create(&engine, &run, tag, None).await;
+        let name = create(&engine, &run, tag, None, None).await;
         engine.start(&name).await.expect("start supervise");
         let probe = |url: &str| vec!["supervise".to_owned(), "probe".to_owned(), url.to_owned()];
         engine
@@ -199,7 +191,7 @@ async fn sidecar_images_hold_only_what_they_run_and_keep_the_volume_contract() {
             "--bare".to_owned(),
             "/tmp/m.git".to_owned(),
         ];
-        let name = create(&engine, &run, tag, Some(cmd)).await;
+        let name = create(&engine, &run, tag, None, Some(cmd)).await;
         engine.start(&name).await.expect("start git");
         let mut wait = engine.client().wait_container(
             &name,
