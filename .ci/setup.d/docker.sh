@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end tests (tests/) need a Docker engine and, because the engine may
-# have no images and no registry, debootstrap: the launcher makes its Debian
-# base image from the host's configured apt mirror and `docker import`s it
-# (about a minute, once; cached by content hash afterwards).
+# have no images and no registry (the tests never pull), debootstrap: the
+# launcher makes its Debian base image from the host's configured apt mirror
+# and imports it (one to two minutes, once; cached by content hash
+# afterwards). Debian's docker-registry is set up by docker-registry.sh.
 #
 # Idempotent. Installs debootstrap when missing. Installs the Docker engine
 # only when none is present; when the engine cannot be started here (no

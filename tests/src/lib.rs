@@ -209,11 +209,18 @@ pub async fn prepare_images(engine: &Engine) -> ImageSet {
         status.success(),
         "cargo build of the daemons failed: {status}"
     );
+    // Never a registry: the base comes from debootstrap (the Debian mirror),
+    // and the default agent image has no Claude Code (tests that need it
+    // pass a stand-in tarball).
     let opts = ImageOptions {
         bin_dir: bin_dir(),
         offline: false,
         mirror: None,
         apt_root: PathBuf::from("/"),
+        debian_image: None,
+        claude_code: launcher::images::claude_code::Source::Skip,
+        retry_claude_code: false,
+        labels: BTreeMap::new(),
     };
     let mut progress = |line: &str| eprintln!("images: {line}");
     launcher::images::ensure(engine, &opts, &AgentImage::Default, &mut progress)
@@ -250,4 +257,63 @@ pub fn helper_container(
         health: None,
         labels,
     }
+}
+
+/// A tar archive of `path` in `container` (Docker's archive API: works in
+/// images without a shell, and on created containers that never ran).
+pub async fn archive_of(
+    engine: &Engine,
+    container: &str,
+    path: &str,
+) -> Result<Vec<u8>, bollard::errors::Error> {
+    use futures_util::StreamExt as _;
+    let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
+        .path(path)
+        .build();
+    let mut stream = engine
+        .client()
+        .download_from_container(container, Some(opts));
+    let mut tar = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        tar.extend_from_slice(&chunk?);
+    }
+    Ok(tar)
+}
+
+/// The mode bits and owner uid of `path` in `container`, read from an
+/// archive of it (sidecar images have no shell or `stat`).
+pub async fn mode_and_owner(engine: &Engine, container: &str, path: &str) -> (u32, u64) {
+    let tar = archive_of(engine, container, path)
+        .await
+        .unwrap_or_else(|e| panic!("archive of {container}:{path}: {e}"));
+    let mut archive = tar::Archive::new(tar.as_slice());
+    let entry = archive
+        .entries()
+        .expect("tar entries")
+        .next()
+        .unwrap_or_else(|| panic!("empty archive of {container}:{path}"))
+        .expect("tar entry");
+    let h = entry.header();
+    (h.mode().expect("mode") & 0o7777, h.uid().expect("uid"))
+}
+
+/// The images matching one filter, e.g. `("label", "k=v")` or
+/// `("reference", "repo")`; `all` includes intermediate images.
+pub async fn images_where(
+    engine: &Engine,
+    key: &str,
+    value: &str,
+    all: bool,
+) -> Vec<bollard::models::ImageSummary> {
+    let filters = std::collections::HashMap::from([(key.to_owned(), vec![value.to_owned()])]);
+    engine
+        .client()
+        .list_images(Some(
+            bollard::query_parameters::ListImagesOptionsBuilder::default()
+                .all(all)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("listing images where {key}={value}: {e}"))
 }

@@ -172,6 +172,10 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
+    // `egress-proxy probe …`: the readiness check of an image without curl.
+    if let Some(code) = http_probe::run_if_probe("egress-proxy") {
+        return std::process::ExitCode::from(code);
+    }
     let args = Args::parse();
     init_tracing(args.log_format, args.log_buffer_bytes);
     let result = real_main(args);

@@ -95,6 +95,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `git-gate probe …`: the readiness check of an image without curl.
+    if let Some(code) = http_probe::run_if_probe("git-gate") {
+        return ExitCode::from(code);
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Scan { ref paths }) => scan(cli.rules.as_deref(), paths),

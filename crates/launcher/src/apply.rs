@@ -22,7 +22,7 @@ use manifest::routes::RouteTable;
 
 use crate::archive::{self, FileEntry};
 use crate::docker::Engine;
-use crate::plan::{EGRESS_PORT, SIDECAR_UID};
+use crate::plan::SIDECAR_UID;
 
 /// The routes file inside the egress container (as `plan.rs` starts it).
 pub const EGRESS_ROUTES_PATH: &str = "/etc/egress-proxy/routes.yaml";
@@ -425,21 +425,13 @@ impl EgressControl for DockerEgress {
             .exec(
                 &self.container,
                 &Self::user(),
-                &[
-                    "curl".to_owned(),
-                    "-fsS".to_owned(),
-                    "--max-time".to_owned(),
-                    "5".to_owned(),
-                    "--proxy".to_owned(),
-                    format!("http://127.0.0.1:{EGRESS_PORT}"),
-                    "http://_egress.local/status".to_owned(),
-                ],
+                &crate::plan::egress_status_probe(5),
             )
             .await
             .map_err(|e| e.to_string())?;
         if out.code != Some(0) {
             return Err(format!(
-                "_egress.local/status: curl exited {:?}: {}",
+                "_egress.local/status: the probe exited {:?}: {}",
                 out.code,
                 out.output.trim()
             ));

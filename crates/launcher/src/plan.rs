@@ -744,17 +744,7 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
                 mounts: Vec::new(),
                 volumes: Vec::new(),
                 confinement: sidecar_confinement(Component::Egress),
-                health: Some(vec![
-                    "curl".into(),
-                    "-fsS".into(),
-                    "-o".into(),
-                    "/dev/null".into(),
-                    "--max-time".into(),
-                    "2".into(),
-                    "--proxy".into(),
-                    format!("http://127.0.0.1:{EGRESS_PORT}"),
-                    "http://_egress.local/status".into(),
-                ]),
+                health: Some(egress_status_probe(2)),
                 labels: labels(Component::Egress.as_str()),
             },
             Component::GitGate => ContainerPlan {
@@ -790,7 +780,7 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
                 mounts: Vec::new(),
                 volumes: Vec::new(),
                 confinement: sidecar_confinement(Component::GitGate),
-                health: Some(http_probe(GIT_GATE_PORT, "/")),
+                health: Some(http_probe("git-gate", GIT_GATE_PORT, "/")),
                 labels: labels(Component::GitGate.as_str()),
             },
             Component::Supervise => ContainerPlan {
@@ -830,7 +820,7 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
                     sysctls: no_ipv6_sysctls(),
                     ..sidecar_confinement(Component::Supervise)
                 },
-                health: Some(http_probe(SUPERVISE_PORT, "/mcp")),
+                health: Some(http_probe("supervise", SUPERVISE_PORT, "/mcp")),
                 labels: labels(Component::Supervise.as_str()),
             },
             Component::Pipelock => pipelock_container(
@@ -1138,16 +1128,28 @@ fn sidecar_file(path: &str, mode: u32, source: FileSource) -> PlannedFile {
     }
 }
 
-/// Ready when the port answers HTTP at all (curl exits 0 on any status).
-fn http_probe(port: u16, path: &str) -> Vec<String> {
+/// Ready when the port answers HTTP at all: the daemon's built-in probe
+/// (sidecar images have no curl) exits 0 on any status.
+fn http_probe(daemon: &str, port: u16, path: &str) -> Vec<String> {
     vec![
-        "curl".into(),
-        "-sS".into(),
-        "-o".into(),
-        "/dev/null".into(),
-        "--max-time".into(),
-        "2".into(),
+        daemon.into(),
+        "probe".into(),
         format!("http://127.0.0.1:{port}{path}"),
+    ]
+}
+
+/// egress-proxy's status, asked through the proxy itself: exits 0 and
+/// prints the JSON only on a 2xx answer within `max_time` seconds.
+pub fn egress_status_probe(max_time: u64) -> Vec<String> {
+    vec![
+        "egress-proxy".into(),
+        "probe".into(),
+        "--fail".into(),
+        "--max-time".into(),
+        max_time.to_string(),
+        "--proxy".into(),
+        format!("127.0.0.1:{EGRESS_PORT}"),
+        "http://_egress.local/status".into(),
     ]
 }
 

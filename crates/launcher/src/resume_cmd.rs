@@ -37,9 +37,13 @@ pub struct ResumeArgs {
     /// start, else the launcher's own).
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
-    /// Never contact the Debian mirror (also on when `start` was offline).
+    /// Never use the network for images (also on when `start` was offline).
     #[arg(long)]
     pub offline: bool,
+    /// Claude Code for the default agent image: a tarball from `npm pack
+    /// @anthropic-ai/claude-code`, or `none` (as for `start`).
+    #[arg(long, env = "CLAUDE_BOTTLE_CLAUDE_CODE", value_name = "PATH.tgz")]
+    pub claude_code: Option<PathBuf>,
     /// State root (default: $CLAUDE_BOTTLE_STATE_DIR or ~/.claude-bottle/state).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -110,7 +114,11 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
         let Some(agent) = loaded.manifest.agent(&meta.agent).cloned() else {
             bail!("no agent {:?} in {} any more; cannot resume {identity}", meta.agent, loaded.located);
         };
-        let image_opts = crate::start::image_options(launch.bin_dir.as_deref(), launch.offline)?;
+        let image_opts = crate::start::image_options(
+            launch.bin_dir.as_deref(),
+            launch.offline,
+            args.claude_code.as_deref(),
+        )?;
         let skills = launcher::skills::collect(&crate::start::manifest_dir(&loaded), agent.skills())?;
         let mut progress = |l: &str| eprintln!("images: {l}");
         let mut set =

@@ -56,9 +56,16 @@ pub struct BottleArgs {
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
 
-    /// Never contact the Debian mirror: a missing base image is an error.
+    /// Never use the network for images (Debian mirror, image registry,
+    /// npm registry): a missing base image is an error.
     #[arg(long)]
     pub offline: bool,
+
+    /// Claude Code for the default agent image: a tarball from `npm pack
+    /// @anthropic-ai/claude-code` (the air-gapped way), or `none`. Without
+    /// it, the host's npm fetches it when the image is built.
+    #[arg(long, env = "CLAUDE_BOTTLE_CLAUDE_CODE", value_name = "PATH.tgz")]
+    pub claude_code: Option<PathBuf>,
 
     /// State root (default: $CLAUDE_BOTTLE_STATE_DIR or ~/.claude-bottle/state).
     #[arg(long, value_name = "DIR")]
@@ -157,13 +164,17 @@ pub fn bin_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(exe.parent().map(Path::to_owned).unwrap_or_default())
 }
 
-pub fn image_options(bin: Option<&Path>, offline: bool) -> anyhow::Result<ImageOptions> {
-    Ok(ImageOptions {
-        bin_dir: bin_dir(bin)?,
+pub fn image_options(
+    bin: Option<&Path>,
+    offline: bool,
+    claude_code: Option<&Path>,
+) -> anyhow::Result<ImageOptions> {
+    Ok(ImageOptions::new(
+        bin_dir(bin)?,
         offline,
-        mirror: None,
-        apt_root: PathBuf::from("/"),
-    })
+        claude_code,
+        |k| std::env::var(k).ok(),
+    )?)
 }
 
 /// The agent image the manifest asks for, with a Dockerfile path resolved
@@ -246,7 +257,11 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
     let identity = Identity::mint(agent.name())?;
     let root = state::root(args.state_dir.as_deref(), |k| std::env::var(k).ok())?;
     let state = BottleState::new(&root, &identity);
-    let image_opts = image_options(args.bin_dir.as_deref(), args.offline)?;
+    let image_opts = image_options(
+        args.bin_dir.as_deref(),
+        args.offline,
+        args.claude_code.as_deref(),
+    )?;
     let agent_image = agent_image(&agent, &loaded);
     let mut progress = |l: &str| eprintln!("images: {l}");
     let mut set: ImageSet = match engine {

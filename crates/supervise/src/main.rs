@@ -95,6 +95,10 @@ fn init_tracing(format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `supervise probe …`: the readiness check of an image without curl.
+    if let Some(code) = http_probe::run_if_probe("supervise") {
+        std::process::exit(i32::from(code));
+    }
     let args = Args::parse();
     init_tracing(args.log_format);
     let config = supervise::Config::new(

@@ -116,11 +116,15 @@ async fn planned_tags_follow_the_binaries() {
     let bin = dir.path().join("egress-proxy");
     std::fs::write(&bin, "#!/bin/sh\nexit 0\n").expect("write");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let opts = ImageOptions {
+    let mut opts = ImageOptions {
         bin_dir: dir.path().to_owned(),
         offline: true,
         mirror: None,
         apt_root: dir.path().to_owned(),
+        debian_image: None,
+        claude_code: claude_code::Source::Skip,
+        retry_claude_code: false,
+        labels: BTreeMap::new(),
     };
     let a = planned(&opts, &AgentImage::Default).await.expect("planned");
     assert!(a.tags.contains_key(&Component::Egress));
@@ -139,6 +143,132 @@ async fn planned_tags_follow_the_binaries() {
         .await
         .expect("planned");
     assert_eq!(c.tags[&Component::Agent], "my/agent:1");
+
+    // A Claude Code tarball is part of the default agent image's tag, and
+    // its version is known before anything is built.
+    assert_eq!(a.claude_code, ClaudeCodeStatus::Unknown);
+    let tgz = dir.path().join("claude-code.tgz");
+    std::fs::write(&tgz, stand_in_tarball("1.2.3")).expect("write");
+    opts.claude_code = claude_code::Source::Tarball(tgz.clone());
+    let d = planned(&opts, &AgentImage::Default).await.expect("planned");
+    assert_ne!(a.tags[&Component::Agent], d.tags[&Component::Agent]);
+    assert_eq!(d.claude_code, ClaudeCodeStatus::Installed("1.2.3".into()));
+    std::fs::write(&tgz, stand_in_tarball("1.2.4")).expect("write");
+    let e = planned(&opts, &AgentImage::Default).await.expect("planned");
+    assert_ne!(d.tags[&Component::Agent], e.tags[&Component::Agent]);
+    // The sidecars do not depend on it.
+    assert_eq!(b.tags[&Component::Egress], e.tags[&Component::Egress]);
+    // A bad tarball is refused before anything is built, naming it.
+    std::fs::write(&tgz, b"not a tarball").expect("write");
+    let err = planned(&opts, &AgentImage::Default)
+        .await
+        .expect_err("bad tarball")
+        .to_string();
+    assert!(
+        err.contains("claude-code.tgz") && err.contains("gzip"),
+        "{err}"
+    );
+}
+
+/// A minimal `npm pack` tarball of a package named like Claude Code.
+fn stand_in_tarball(version: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let pj = format!(
+        r#"{{"name":"@anthropic-ai/claude-code","version":"{version}","bin":{{"claude":"cli.js"}}}}"#
+    );
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("package/package.json", pj.as_bytes()),
+        ("package/cli.js", b"#!/usr/bin/env node\n".as_slice()),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, data).expect("append");
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&b.into_inner().expect("tar")).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+#[test]
+fn the_debian_image_must_be_pinned_and_none_means_debootstrap() {
+    let none = |_: &str| None;
+    assert_eq!(
+        debian_image(None, none).expect("default").as_deref(),
+        Some(DEFAULT_DEBIAN_IMAGE)
+    );
+    let local = "127.0.0.1:5000/debian:bookworm-slim@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let env = |k: &str| (k == DEBIAN_IMAGE_ENV).then(|| local.to_owned());
+    assert_eq!(
+        debian_image(None, env).expect("env").as_deref(),
+        Some(local)
+    );
+    assert_eq!(debian_image(Some("none"), env).expect("none"), None);
+    let off = |_: &str| Some("none".to_owned());
+    assert_eq!(debian_image(None, off).expect("none"), None);
+    for bad in [
+        "debian:bookworm-slim",
+        "debian@sha256:abc",
+        "Debian@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    ] {
+        let err = debian_image(Some(bad), none).expect_err(bad).to_string();
+        assert!(
+            err.contains(bad) && err.contains("pinned by digest"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn the_claude_code_label_says_what_the_image_holds() {
+    assert_eq!(
+        ClaudeCodeStatus::from_label(None),
+        ClaudeCodeStatus::Unknown
+    );
+    assert_eq!(
+        ClaudeCodeStatus::from_label(Some("none")),
+        ClaudeCodeStatus::Missing
+    );
+    assert_eq!(
+        ClaudeCodeStatus::from_label(Some("2.0.14")),
+        ClaudeCodeStatus::Installed("2.0.14".into())
+    );
+}
+
+#[test]
+fn sidecar_tags_cover_the_first_stage_script_and_contexts_carry_it() {
+    let df = dockerfile(Component::Egress).expect("egress");
+    assert!(sidecar_recipe(df).contains(SIDECAR_ROOTFS));
+    let ctx = sidecar_context(df, "egress-proxy", b"bin").expect("context");
+    let names: Vec<String> = tar::Archive::new(ctx.as_slice())
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, ["Dockerfile", SIDECAR_ROOTFS_NAME, "egress-proxy"]);
+    for c in [Component::Egress, Component::GitGate, Component::Supervise] {
+        let df = dockerfile(c).expect("dockerfile");
+        assert!(
+            df.contains("\nFROM scratch\n"),
+            "{c}: the image is FROM scratch"
+        );
+        assert!(
+            df.contains(&format!("{LABEL_STAGE_OF}=${{STAGE_OF}}")),
+            "{c}: the stage is labelled"
+        );
+        assert!(
+            df.lines()
+                .all(|l| l.starts_with('#') || !l.contains("curl")),
+            "{c}: no curl"
+        );
+    }
 }
 
 #[test]

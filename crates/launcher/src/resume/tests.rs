@@ -97,6 +97,7 @@ fn the_resumed_plan_options_match_the_original_start() {
         &ImageSet {
             tags: images.clone(),
             unavailable: BTreeMap::new(),
+            ..ImageSet::default()
         },
         Vec::new(),
         4242,
