@@ -32,6 +32,8 @@ pub struct ResumeFlags {
     pub offline: bool,
     /// `--label K=V` (a key given here wins over the recorded one).
     pub labels: Vec<(String, String)>,
+    /// `--claude-code` (or its environment variable).
+    pub claude_code: Option<PathBuf>,
 }
 
 /// The launch options of a resume: each flag given wins over what was
@@ -46,6 +48,9 @@ pub fn effective(record: Option<&LaunchRecord>, flags: &ResumeFlags) -> LaunchRe
         out.bin_dir = Some(b.clone());
     }
     out.offline |= flags.offline;
+    if let Some(c) = &flags.claude_code {
+        out.claude_code = Some(c.clone());
+    }
     for (k, v) in &flags.labels {
         out.labels.insert(k.clone(), v.clone());
     }

@@ -14,7 +14,7 @@ use clap::Args;
 use launcher::capability::{self, DOCKERFILE, TRANSCRIPT};
 use launcher::docker::Engine;
 use launcher::identity::{Component, Identity};
-use launcher::images::AgentImage;
+use launcher::images::{AgentImage, claude_code};
 use launcher::lifecycle;
 use launcher::plan::{self, AGENT_HOME, AGENT_UID};
 use launcher::resume::{self, ResumeFlags};
@@ -88,6 +88,7 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
             bin_dir: args.bin_dir.clone(),
             offline: args.offline,
             labels: args.labels.clone(),
+            claude_code: args.claude_code.clone(),
         },
     );
     // The routes live when the state was preserved, with the slots they name.
@@ -117,7 +118,7 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
         let image_opts = crate::start::image_options(
             launch.bin_dir.as_deref(),
             launch.offline,
-            args.claude_code.as_deref(),
+            launch.claude_code.as_deref(),
         )?;
         let skills = launcher::skills::collect(&crate::start::manifest_dir(&loaded), agent.skills())?;
         let mut progress = |l: &str| eprintln!("images: {l}");
@@ -163,11 +164,23 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
             return Ok(std::process::ExitCode::from(1));
         }
         eprintln!("building {tag} from {} (no network)", dockerfile_path.display());
+        // The approved Dockerfile starts from the default agent's, whose
+        // `COPY claude-code/` takes the same Claude Code as `start` had.
+        let package = match &image_opts.claude_code {
+            claude_code::Source::Tarball(path) => Some(claude_code::read(path)?),
+            _ => {
+                eprintln!(
+                    "note: no Claude Code tarball for the approved image (`start` had no --claude-code); pass --claude-code PATH.tgz to resume to put Claude Code in it"
+                );
+                None
+            }
+        };
         resume::build::build_proposed(
             &engine,
             &identity,
             &dockerfile,
             &launcher::images::base_tag(),
+            package.as_ref(),
             &mut |l| eprintln!("build: {l}"),
         )
         .await?;

@@ -334,6 +334,13 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
         upstream_ca,
         pipelock_image: args.pipelock_image.clone(),
         workspace: args.workspace,
+        claude_code: args.claude_code.as_deref().map(|p| {
+            if p.as_os_str() == launcher::images::claude_code::NONE {
+                p.to_owned()
+            } else {
+                absolute(p)
+            }
+        }),
     };
     Ok(Prepared {
         identity,
@@ -533,15 +540,18 @@ pub(crate) fn session_command(has_claude: bool, session: Session) -> (Vec<String
     match (has_claude, session) {
         (true, Session::New) => (vec!["claude".into()], None),
         (true, Session::Continue) => (vec!["claude".into(), "--continue".into()], None),
-        (false, _) => (vec!["bash".into(), "-l".into()], Some(NO_CLAUDE.to_owned())),
+        (false, _) => (vec!["bash".into(), "-l".into()], Some(no_claude())),
     }
 }
 
-/// What `start` and `resume` say when the agent image has no `claude`.
-pub(crate) const NO_CLAUDE: &str = "Claude Code is not installed in this agent image (no `claude` on its PATH); opening bash instead.
-To install it: on a machine with internet run `npm pack @anthropic-ai/claude-code`, copy the .tgz here and start with
-  launcher start claude --claude-code ./anthropic-ai-claude-code-<version>.tgz
-(or set CLAUDE_BOTTLE_CLAUDE_CODE to that path); see images/README.md.";
+/// What `start` and `resume` say when the agent image has no `claude`:
+/// why, and how to add it.
+pub(crate) fn no_claude() -> String {
+    format!(
+        "Claude Code is not installed in this agent image (no `claude` on its PATH); opening bash instead.\n{}",
+        launcher::images::claude_code::missing_hint()
+    )
+}
 
 /// Attaches this terminal to Claude Code in the agent (or bash when the
 /// image has no `claude`) until it exits or a signal arrives.

@@ -110,6 +110,10 @@ pub struct LaunchRecord {
     /// `--workspace`, if given (a resume keeps the mode the bottle had).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<manifest::WorkspaceMode>,
+    /// `--claude-code` (or `CLAUDE_BOTTLE_CLAUDE_CODE`), if given: the
+    /// tarball (absolute) or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claude_code: Option<PathBuf>,
 }
 
 /// The state root: `override_dir`, else `$CLAUDE_BOTTLE_STATE_DIR`, else

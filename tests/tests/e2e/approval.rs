@@ -477,6 +477,7 @@ async fn a_capability_approval_then_resume_runs_the_new_dockerfile_with_the_tran
                 upstream_ca: None,
                 pipelock_image: None,
                 workspace: None,
+                claude_code: None,
             })
             .expect("launch record");
         let mut child = Command::new(bin_dir().join("launcher"))

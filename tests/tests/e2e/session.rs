@@ -1,19 +1,23 @@
-//! The operator's day around a session: the agent reads the Dockerfile it
-//! runs, an agent-proposed Dockerfile builds with no network, `launcher
-//! stop` ends a waiting `run` cleanly, `launcher list` shows preserved
-//! states, and approved routes survive a resume.
+//! The operator's day around a session: `launcher start claude` runs Claude
+//! Code attached (a stand-in package installed with `--claude-code`, in a
+//! pseudo-terminal) and `resume` continues its transcript; the agent reads
+//! the Dockerfile it runs, an agent-proposed Dockerfile builds with no
+//! network, `launcher stop` ends a waiting `run` cleanly, `launcher list`
+//! shows preserved states, and approved routes survive a resume.
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use launcher::docker::Engine;
 use launcher::identity::{Component, Identity};
+use sha2::Digest as _;
 use tests::{
     LABEL_TEST_RUN, bin_dir, engine_or_skip, leftovers, prepare_images, run_id, run_labels,
+    workspace,
 };
 
 use crate::{upstream, with_run};
@@ -313,12 +317,16 @@ async fn an_approved_dockerfile_builds_with_no_network() {
 
     // The approved Dockerfile, built the way `launcher resume` builds it.
     let mut log = Vec::new();
-    let tag =
-        launcher::resume::build::build_proposed(&engine, &identity, &dockerfile, &base, &mut |l| {
-            log.push(l.to_owned())
-        })
-        .await
-        .expect("the proposed image builds");
+    let tag = launcher::resume::build::build_proposed(
+        &engine,
+        &identity,
+        &dockerfile,
+        &base,
+        None,
+        &mut |l| log.push(l.to_owned()),
+    )
+    .await
+    .expect("the proposed image builds");
     let _ = launcher::capability::remove_resume_image(&engine, &tag).await;
     let log = log.join("\n");
     assert!(
@@ -601,6 +609,352 @@ async fn launcher_stop_ends_a_waiting_run_cleanly() {
         assert_eq!(status.code(), Some(130), "{rest}");
         assert!(leftovers(&engine, &run).await.is_empty(), "objects left");
         assert_eq!(std::fs::read_dir(day.state()).expect("state").count(), 0, "state left");
+    })
+    .await;
+}
+
+/// `npm pack` of the stand-in fixture into `dir`; the tarball's path.
+fn pack_standin(dir: &Path) -> Option<PathBuf> {
+    let fixture = workspace().join("tests/fixtures/claude-code-standin");
+    let out = Command::new("npm")
+        .arg("pack")
+        .arg(&fixture)
+        .arg("--pack-destination")
+        .arg(dir)
+        .env("npm_config_cache", dir.join("npm-cache"))
+        .env("npm_config_offline", "true")
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let name = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .last()?
+                .trim()
+                .to_owned();
+            Some(dir.join(name))
+        }
+        Ok(o) => panic!(
+            "npm pack {}: {}",
+            fixture.display(),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(_) => None,
+    }
+}
+
+/// A launcher command on a pseudo-terminal (`script`), as an operator's
+/// shell runs it: its terminal output line by line, and its input.
+struct Tty {
+    child: Child,
+    input: ChildStdin,
+    lines: Option<Receiver<String>>,
+    seen: String,
+}
+
+impl Tty {
+    fn spawn(launcher_args: &[String], env: &[(&str, &str)], cwd: &Path) -> Self {
+        let mut line = vec![bin_dir().join("launcher").display().to_string()];
+        line.extend(launcher_args.iter().cloned());
+        let mut child = Command::new("script")
+            .args(["-qec", &line.join(" "), "/dev/null"])
+            .current_dir(cwd)
+            .env_remove("CLAUDE_BOTTLE_MANIFEST")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("script");
+        let input = child.stdin.take().expect("stdin");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(out);
+            let mut buf = Vec::new();
+            while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+                let l = String::from_utf8_lossy(&buf).replace('\r', "");
+                eprint!("tty: {l}");
+                if tx.send(l).is_err() {
+                    break;
+                }
+                buf.clear();
+            }
+        });
+        Self {
+            child,
+            input,
+            lines: Some(rx),
+            seen: String::new(),
+        }
+    }
+
+    /// Waits (bounded) for a line containing `what`; returns everything
+    /// read so far.
+    async fn wait_for(&mut self, what: &str, secs: u64) -> String {
+        let rx = self.lines.take().expect("reader");
+        let what_owned = what.to_owned();
+        let (rx, got) = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            let mut got = String::new();
+            loop {
+                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(l) => {
+                        let hit = l.contains(&what_owned);
+                        got.push_str(&l);
+                        if hit {
+                            return (rx, Ok(got));
+                        }
+                    }
+                    Err(e) => return (rx, Err((e, got))),
+                }
+            }
+        })
+        .await
+        .expect("join");
+        self.lines = Some(rx);
+        match got {
+            Ok(g) => {
+                self.seen.push_str(&g);
+                self.seen.clone()
+            }
+            Err((e, g)) => {
+                self.seen.push_str(&g);
+                panic!(
+                    "waiting {secs} s for {what:?}: {e}; the terminal showed:\n{}",
+                    self.seen
+                )
+            }
+        }
+    }
+
+    fn type_line(&mut self, text: &str) {
+        self.input
+            .write_all(format!("{text}\r").as_bytes())
+            .expect("type");
+        self.input.flush().expect("flush");
+    }
+
+    /// Waits (bounded) for the command to exit; its status and what it
+    /// printed last.
+    async fn exit(mut self, secs: u64) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit within {secs} s; the terminal showed:\n{}",
+                self.seen
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let rx = self.lines.take().expect("reader");
+        let rest = tokio::task::spawn_blocking(move || {
+            let mut out = String::new();
+            while let Ok(l) = rx.recv_timeout(Duration::from_secs(5)) {
+                out.push_str(&l);
+            }
+            out
+        })
+        .await
+        .expect("join");
+        (status, rest)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_runs_attached_and_resume_continues_its_transcript() {
+    let test = "claude_runs_attached_and_resume_continues_its_transcript";
+    let Some(engine) = engine_or_skip(test).await else {
+        return;
+    };
+    if Command::new("script").arg("--version").output().is_err() {
+        tests::cannot_run(
+            test,
+            "`script` is not installed to provide a terminal",
+            "install bsdutils (.ci/setup.d/00-base.sh does)",
+        );
+        return;
+    }
+    let packs = tempfile::tempdir().expect("tempdir");
+    let Some(tgz) = pack_standin(packs.path()) else {
+        tests::cannot_run(
+            test,
+            "npm is not installed to pack the stand-in Claude Code",
+            "install Debian's nodejs and npm (.ci/setup.d/session.sh does)",
+        );
+        return;
+    };
+    prepare_images(&engine).await;
+    with_run(engine.clone(), |run| async move {
+        let pki = upstream::TestPki::mint();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (home, cwd, state) = (
+            dir.path().join("home"),
+            dir.path().join("cwd"),
+            dir.path().join("state"),
+        );
+        for d in [&home, &cwd, &state] {
+            std::fs::create_dir(d).expect("mkdir");
+        }
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &pki.ca_pem).expect("ca");
+        let token = format!("oauth-{run}");
+        let env = [
+            ("HOME", home.to_str().expect("utf-8")),
+            ("CLAUDE_CODE_OAUTH_TOKEN", token.as_str()),
+            ("CLAUDE_BOTTLE_STATE_DIR", state.to_str().expect("utf-8")),
+        ];
+        let want = format!(
+            "upstream saw authorization sha256 {:x}",
+            sha2::Sha256::digest(format!("Bearer {token}").as_bytes())
+        );
+
+        // `launcher start claude`, attached: the stand-in's own output.
+        let t0 = Instant::now();
+        let args: Vec<String> = [
+            "start",
+            "claude",
+            "--yes",
+            "--bin-dir",
+            &bin_dir().display().to_string(),
+            "--label",
+            &format!("{LABEL_TEST_RUN}={run}"),
+            "--upstream-ca",
+            &ca.display().to_string(),
+            "--claude-code",
+            &tgz.display().to_string(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let mut start = Tty::spawn(&args, &env, &cwd);
+        let seen = start.wait_for("mcp supervise: routes", 1200).await;
+        eprintln!(
+            "timing: start to the session's first screen: {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        assert!(
+            seen.contains("claude-code-standin 0.0.0 (new session)"),
+            "{seen}"
+        );
+        assert!(!seen.contains("opening bash"), "{seen}");
+        assert!(
+            seen.contains("capability-block") && seen.contains("list-egress-routes"),
+            "{seen}"
+        );
+        assert!(seen.contains("minted the bottle CA, SHA-256 "), "{seen}");
+        let identity = identity_in(&seen);
+        let fake = format!("claude-bottle-e2e-claude-{run}");
+        upstream::start(
+            &engine,
+            &identity.egress_network(),
+            &fake,
+            run_labels(&run),
+            &pki,
+        )
+        .await;
+
+        // The Anthropic API through egress: the upstream got the operator's token.
+        start.type_line("hello");
+        start.wait_for("upstream saw authorization", 120).await;
+        assert!(
+            start.seen.contains(&want),
+            "the API host did not get the injected token:\n{}",
+            start.seen
+        );
+
+        // A capability approval ends the session with the resume command.
+        start.type_line("/capability");
+        start.wait_for("capability-block: waiting", 60).await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let id = loop {
+            let (pending, _) = launcher::approvals::list_pending(&state, None).expect("pending");
+            if let Some(p) = pending.first() {
+                break p.proposal.id.to_string();
+            }
+            assert!(Instant::now() < deadline, "no capability proposal");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        engine
+            .remove_container(&fake)
+            .await
+            .expect("remove fake upstream");
+        let out = Command::new(bin_dir().join("launcher"))
+            .args(["approve", &id, "--note", "ok"])
+            .env("CLAUDE_BOTTLE_STATE_DIR", &state)
+            .stdin(Stdio::null())
+            .output()
+            .expect("approve");
+        assert!(
+            out.status.success(),
+            "approve: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (status, rest) = start.exit(180).await;
+        assert!(status.success(), "start: {status}\n{rest}");
+        assert!(
+            rest.contains(&format!("launcher resume {identity}")),
+            "start's last words:\n{rest}"
+        );
+
+        // `launcher resume`: the transcript is there, `claude --continue` shows it.
+        let t0 = Instant::now();
+        let args: Vec<String> = ["resume", identity.as_str(), "--yes"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let mut resume = Tty::spawn(&args, &env, &cwd);
+        let seen = resume.wait_for("previous user: hello", 1200).await;
+        eprintln!(
+            "timing: resume to the continued session: {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        assert!(
+            seen.contains("(continuing)") && seen.contains("transcripts restored"),
+            "{seen}"
+        );
+        let added = engine
+            .exec(
+                &identity.container_name(Component::Agent),
+                "1000:1000",
+                &["cat".into(), "/home/agent/capability.txt".into()],
+            )
+            .await
+            .expect("exec");
+        assert_eq!(
+            added.output.trim(),
+            "standin-capability",
+            "the approved Dockerfile runs"
+        );
+        upstream::start(
+            &engine,
+            &identity.egress_network(),
+            &fake,
+            run_labels(&run),
+            &pki,
+        )
+        .await;
+        resume.type_line("again");
+        resume.wait_for("upstream saw authorization", 120).await;
+        assert!(
+            resume.seen.matches(&want).count() == 1,
+            "after the resume:\n{}",
+            resume.seen
+        );
+        engine
+            .remove_container(&fake)
+            .await
+            .expect("remove fake upstream");
+        resume.type_line("/exit");
+        let (status, rest) = resume.exit(180).await;
+        assert!(status.success(), "resume: {status}\n{rest}");
+        assert!(leftovers(&engine, &run).await.is_empty(), "objects left");
+        assert!(
+            !state.join(identity.as_str()).exists(),
+            "state left after the resumed session"
+        );
     })
     .await;
 }

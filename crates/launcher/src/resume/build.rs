@@ -48,20 +48,25 @@ pub enum BuildError {
 
 /// Builds `dockerfile` for `identity` as
 /// [`capability::resume_image_tag`] with no network, `BASE` set to
-/// `base` (the local base image; nothing is pulled). Returns the tag.
+/// `base` (the local base image; nothing is pulled). Its build context is
+/// the Dockerfile and the Claude Code overlay of the default agent image
+/// (`package`, empty without one) — nothing of the operator's files.
+/// Returns the tag.
 pub async fn build_proposed(
     engine: &Engine,
     identity: &Identity,
     dockerfile: &str,
     base: &str,
+    package: Option<&crate::images::claude_code::Package>,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<String, BuildError> {
     let tag = capability::resume_image_tag(identity, dockerfile);
-    let context =
-        crate::images::build_context(dockerfile, None).map_err(|source| BuildError::Context {
+    let context = crate::images::agent_context(dockerfile, package).map_err(|source| {
+        BuildError::Context {
             tag: tag.clone(),
             source,
-        })?;
+        }
+    })?;
     let build_args = HashMap::from([("BASE".to_owned(), base.to_owned())]);
     engine
         .build_image_on(

@@ -25,6 +25,7 @@ fn record() -> LaunchRecord {
         upstream_ca: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
         pipelock_image: Some(format!("ghcr.io/x/pipelock@sha256:{}", "a".repeat(64))),
         workspace: Some(manifest::WorkspaceMode::Copy),
+        claude_code: Some("/src/app/claude-code.tgz".into()),
     }
 }
 
@@ -43,6 +44,7 @@ fn flags_win_over_the_record_key_by_key() {
         bin_dir: None,
         offline: true,
         labels: vec![("run".into(), "2".into()), ("new".into(), "x".into())],
+        claude_code: None,
     };
     let e = effective(Some(&record()), &flags);
     assert_eq!(e.manifest, Some(PathBuf::from("/elsewhere/m.yaml")));
@@ -62,6 +64,15 @@ fn flags_win_over_the_record_key_by_key() {
     );
     assert_eq!(e.upstream_ca, record().upstream_ca, "the CA is not a flag");
     assert_eq!(e.pipelock_image, record().pipelock_image);
+    assert_eq!(e.claude_code, record().claude_code, "kept from the record");
+    let flags = ResumeFlags {
+        claude_code: Some("/new/claude-code.tgz".into()),
+        ..ResumeFlags::default()
+    };
+    assert_eq!(
+        effective(Some(&record()), &flags).claude_code,
+        Some(PathBuf::from("/new/claude-code.tgz"))
+    );
 }
 
 #[test]

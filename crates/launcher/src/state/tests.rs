@@ -104,6 +104,7 @@ fn the_launch_record_round_trips_privately_and_is_optional() {
         upstream_ca: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
         pipelock_image: Some(format!("ghcr.io/x/pipelock@sha256:{}", "a".repeat(64))),
         workspace: Some(manifest::WorkspaceMode::Copy),
+        claude_code: Some("/src/app/claude-code.tgz".into()),
     };
     st.write_launch(&rec).expect("write");
     assert_eq!(st.launch_record().expect("read"), Some(rec));
