@@ -800,6 +800,17 @@ async fn claude_runs_attached_and_resume_continues_its_transcript() {
         }
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, &pki.ca_pem).expect("ca");
+        // The embedded default agent, except that its API host is the
+        // test's fake upstream on a Docker network (a private address):
+        // the operator's opt-in, nothing else changed.
+        let default = manifest::defaults::DEFAULT_MANIFEST;
+        let opened = default.replace(
+            "role: claude_code_oauth\n",
+            "role: claude_code_oauth\n            allow_private: true\n",
+        );
+        assert_ne!(opened, default, "the default manifest's API route moved");
+        let manifest_path = dir.path().join("claude.yaml");
+        std::fs::write(&manifest_path, opened).expect("manifest");
         let token = format!("oauth-{run}");
         let env = [
             ("HOME", home.to_str().expect("utf-8")),
@@ -816,6 +827,8 @@ async fn claude_runs_attached_and_resume_continues_its_transcript() {
         let args: Vec<String> = [
             "start",
             "claude",
+            "--manifest",
+            &manifest_path.display().to_string(),
             "--yes",
             "--bin-dir",
             &bin_dir().display().to_string(),
