@@ -130,8 +130,14 @@ pub fn parse_detector(s: &str) -> Result<(Detector, DlpAction), String> {
     let d = Detector::from_id(id)
         .filter(|d| *d != Detector::EnvDump)
         .ok_or_else(|| {
+            let known: Vec<&str> = Detector::ALL
+                .iter()
+                .filter(|d| **d != Detector::EnvDump)
+                .map(|d| d.id())
+                .collect();
             format!(
-                "unknown DLP detector {id:?}; expected payment-card, iban or crypto-private-key"
+                "unknown DLP detector {id:?}; expected one of {}",
+                known.join(", ")
             )
         })?;
     Ok((d, action.parse()?))
@@ -682,7 +688,7 @@ impl<B> DlpBody<B> {
         };
         let out = self.buf.split_to(self.buf.len() - keep).freeze();
         self.base += out.len();
-        self.lines_before += out.iter().filter(|&&b| b == b'\n').count();
+        self.lines_before += memchr::memchr_iter(b'\n', &out).count();
         self.warned.forget_before(self.base);
         if !out.is_empty() {
             self.ready = Some(out);
@@ -765,7 +771,7 @@ fn scan_decoded(
         }
         let keep = if last { 0 } else { HOLD_BACK.min(buf.len()) };
         let gone = buf.len() - keep;
-        lines += buf[..gone].iter().filter(|&&b| b == b'\n').count();
+        lines += memchr::memchr_iter(b'\n', &buf[..gone]).count();
         base += gone;
         buf.drain(..gone);
         true

@@ -513,28 +513,48 @@ fn decode_segment(body: &[u8]) -> Option<(Encoding, Vec<u8>)> {
 const MAX_PATH_PIECES: usize = 16;
 
 fn decode_run(d: &[u8], run: Range<usize>, claimed: &mut Claimed, out: &mut Vec<Decoded>) {
-    for (off, seg) in segments(&d[run.clone()]) {
+    // The common case (an unwrapped run, padding only at its end) is
+    // decoded in place: no copy of the run, no second walk to map it back.
+    let bytes = &d[run.clone()];
+    let body_end = bytes.len() - bytes.iter().rev().take_while(|&&c| c == b'=').count();
+    if bytes.iter().all(|&c| is_b64(c)) && memchr::memchr(b'=', &bytes[..body_end]).is_none() {
+        decode_piece(d, run, &bytes[..body_end], claimed, out);
+        return;
+    }
+    for (off, seg) in segments(bytes) {
         let body: Vec<u8> = seg.iter().copied().filter(|&c| c != b'=').collect();
         let span =
             run.start + off..(run.start + off + seg_span(&d[run.start + off..run.end], &seg));
-        let decoded = decode_segment(&body);
-        let texty = decoded.as_ref().is_some_and(|(_, b)| is_texty(b));
-        if let Some((encoding, bytes)) = decoded
-            && !bytes.is_empty()
-        {
-            claimed.take(span.clone());
-            out.push(Decoded {
-                span: span.clone(),
-                encoding,
-                bytes,
-            });
-        }
-        // A path (`/obj/<hex>/<hex>`) is one base64-alphabet run; when it
-        // does not decode to text as a whole, its pieces are decoded too.
-        let slashes = seg.iter().filter(|&&c| c == b'/').count();
-        if !texty && (1..=MAX_PATH_PIECES).contains(&slashes) {
-            pieces(d, span, out);
-        }
+        decode_piece(d, span, &body, claimed, out);
+    }
+}
+
+/// Decodes one segment (`body`: its characters without wraps or padding)
+/// covering `span` of the input.
+fn decode_piece(
+    d: &[u8],
+    span: Range<usize>,
+    body: &[u8],
+    claimed: &mut Claimed,
+    out: &mut Vec<Decoded>,
+) {
+    let decoded = decode_segment(body);
+    let texty = decoded.as_ref().is_some_and(|(_, b)| is_texty(b));
+    if let Some((encoding, bytes)) = decoded
+        && !bytes.is_empty()
+    {
+        claimed.take(span.clone());
+        out.push(Decoded {
+            span: span.clone(),
+            encoding,
+            bytes,
+        });
+    }
+    // A path (`/obj/<hex>/<hex>`) is one base64-alphabet run; when it
+    // does not decode to text as a whole, its pieces are decoded too.
+    let slashes = body.iter().filter(|&&c| c == b'/').count();
+    if !texty && (1..=MAX_PATH_PIECES).contains(&slashes) {
+        pieces(d, span, out);
     }
 }
 

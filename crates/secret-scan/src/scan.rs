@@ -166,48 +166,10 @@ impl RuleSet {
         }
         if !self.keywords.is_empty() {
             let lower = data.to_ascii_lowercase();
-            let mut seen = vec![false; self.keyword_rules.len()];
-            let rules = &self.keyword_rules;
-            let mark = |k: usize, seen: &mut [bool], candidate: &mut [bool]| {
-                if !seen[k] {
-                    seen[k] = true;
-                    for &ri in &rules[k] {
+            for (k, present) in self.keywords_in(&lower).into_iter().enumerate() {
+                if present {
+                    for &ri in &self.keyword_rules[k] {
                         candidate[ri] = true;
-                    }
-                }
-            };
-            for (ac, index) in &self.prefilter {
-                let mut left = index.len();
-                let mut at = 0;
-                while left > 0 && at < lower.len() {
-                    let Some(m) = ac.find(Input::new(&lower).span(at..lower.len())) else {
-                        break;
-                    };
-                    at = m.start() + 1;
-                    let k = index[m.pattern().as_usize()];
-                    for k in std::iter::once(k).chain(self.implied[k].iter().copied()) {
-                        if !seen[k] && index.contains(&k) {
-                            left -= 1;
-                        }
-                        mark(k, &mut seen, &mut candidate);
-                    }
-                }
-            }
-            for bytes in self.punct_bytes.chunks(3) {
-                let hits: Box<dyn Iterator<Item = usize>> = match *bytes {
-                    [a] => Box::new(memchr::memchr_iter(a, &lower)),
-                    [a, b] => Box::new(memchr::memchr2_iter(a, b, &lower)),
-                    [a, b, c] => Box::new(memchr::memchr3_iter(a, b, c, &lower)),
-                    _ => Box::new(std::iter::empty()),
-                };
-                for pos in hits {
-                    for &(off, k) in &self.punct[lower[pos] as usize] {
-                        if !seen[k]
-                            && pos >= off
-                            && lower[pos - off..].starts_with(self.keywords[k].as_bytes())
-                        {
-                            mark(k, &mut seen, &mut candidate);
-                        }
                     }
                 }
             }
@@ -260,6 +222,59 @@ impl RuleSet {
         // the first rule in file order (the specific one) reports it.
         hits.dedup_by(|later, first| later.secret == first.secret && !later.secret.is_empty());
         hits
+    }
+
+    /// Which keywords occur in `lower` (the lowercased input), by keyword
+    /// index.
+    pub(crate) fn keywords_in(&self, lower: &[u8]) -> Vec<bool> {
+        let mut seen = vec![false; self.keywords.len()];
+        let mut left = self.word_keywords;
+        for ac in &self.prefilter {
+            let mut at = 0;
+            while left > 0 && at < lower.len() {
+                let Some(m) = ac.find(Input::new(lower).span(at..lower.len())) else {
+                    break;
+                };
+                let p = m.start();
+                at = p + 1;
+                // Every anchor at `p` (one may be a prefix of the one
+                // matched), and every keyword each stands for.
+                for &ai in &self.anchors_by_first[lower[p] as usize] {
+                    let (anchor, kws) = &self.anchors[ai];
+                    if !lower[p..].starts_with(anchor) {
+                        continue;
+                    }
+                    for &(k, off) in kws {
+                        if !seen[k]
+                            && p >= off
+                            && lower[p - off..].starts_with(self.keywords[k].as_bytes())
+                        {
+                            left -= 1;
+                            seen[k] = true;
+                        }
+                    }
+                }
+            }
+        }
+        for bytes in self.punct_bytes.chunks(3) {
+            let hits: Box<dyn Iterator<Item = usize>> = match *bytes {
+                [a] => Box::new(memchr::memchr_iter(a, lower)),
+                [a, b] => Box::new(memchr::memchr2_iter(a, b, lower)),
+                [a, b, c] => Box::new(memchr::memchr3_iter(a, b, c, lower)),
+                _ => Box::new(std::iter::empty()),
+            };
+            for pos in hits {
+                for &(off, k) in &self.punct[lower[pos] as usize] {
+                    if !seen[k]
+                        && pos >= off
+                        && lower[pos - off..].starts_with(self.keywords[k].as_bytes())
+                    {
+                        seen[k] = true;
+                    }
+                }
+            }
+        }
+        seen
     }
 
     fn allowed(

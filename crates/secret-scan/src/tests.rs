@@ -1098,3 +1098,52 @@ fn built_in_regexes_all_compile() {
         }
     }
 }
+
+mod prefilter {
+    use proptest::prelude::*;
+
+    use crate::{Profile, RuleSet};
+
+    fn naive(set: &RuleSet, lower: &[u8]) -> Vec<bool> {
+        set.keywords
+            .iter()
+            .map(|k| lower.windows(k.len()).any(|w| w == k.as_bytes()))
+            .collect()
+    }
+
+    /// Keywords that overlap, nest and share anchors.
+    fn tricky() -> RuleSet {
+        let kws = [
+            "ab", "abc", "abcd", "bcd", "x", "kiak", "akia", "aki", "tokenz", "token", "ke-y", "-y",
+        ];
+        let mut t = String::new();
+        for (i, k) in kws.iter().enumerate() {
+            t.push_str(&format!(
+                "[[rules]]\nid = \"r{i}\"\nregex = 'zzz'\nkeywords = [\"{k}\"]\n"
+            ));
+        }
+        RuleSet::from_toml(&t, "tricky.toml").unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The anchored prefilter finds exactly the keywords present.
+        #[test]
+        fn anchors_find_exactly_the_keywords_present(
+            text in "[abcdekiotnxyz -]{0,200}",
+            kw in prop::collection::vec(0usize..200, 0..6),
+        ) {
+            for set in [RuleSet::builtin(Profile::Egress), tricky()] {
+                // Plant some of the set's own keywords in the text.
+                let mut t = text.clone().into_bytes();
+                for &k in &kw {
+                    let word = set.keywords[k % set.keywords.len()].clone();
+                    let at = k % (t.len() + 1);
+                    t.splice(at..at, word.bytes());
+                }
+                prop_assert_eq!(set.keywords_in(&t), naive(&set, &t));
+            }
+        }
+    }
+}

@@ -208,7 +208,10 @@ pub(crate) fn joined_values(kind: &BodyKind, buf: &[u8]) -> Option<Joined> {
     Some((out, map))
 }
 
-/// String values (not keys) of JSON text, unescaped. Tolerates starting
+/// String values (not keys) of JSON text, unescaped (a value longer than
+/// [`JOIN_MAX_VALUE`] is cut just past it: it is dropped from joins
+/// anyway, and skipping it is what keeps a body of base64 images cheap).
+/// Tolerates starting
 /// mid-document (a batch of a long body): scanning resynchronises at the
 /// first quote that follows `{`, `[`, `,` or `:`.
 fn json_values(buf: &[u8]) -> Vec<(Range<usize>, Vec<u8>)> {
@@ -222,6 +225,24 @@ fn json_values(buf: &[u8]) -> Vec<(Range<usize>, Vec<u8>)> {
             let mut j = start;
             let mut v = Vec::new();
             while j < buf.len() && buf[j] != b'"' {
+                if v.len() > JOIN_MAX_VALUE {
+                    // Too long to take part in a join (it is scanned
+                    // raw): skip to the closing quote.
+                    match memchr::memchr2(b'"', b'\\', &buf[j..]) {
+                        Some(k) if buf[j + k] == b'\\' => {
+                            j += k + 2;
+                            continue;
+                        }
+                        Some(k) => {
+                            j += k;
+                            break;
+                        }
+                        None => {
+                            j = buf.len();
+                            break;
+                        }
+                    }
+                }
                 if buf[j] == b'\\' && j + 1 < buf.len() {
                     j += 1;
                     match buf[j] {
@@ -250,7 +271,7 @@ fn json_values(buf: &[u8]) -> Vec<(Range<usize>, Vec<u8>)> {
                 }
                 j += 1;
             }
-            let end = j;
+            let end = j.min(buf.len());
             // A key is followed by `:`.
             let next = buf[(end + 1).min(buf.len())..]
                 .iter()
