@@ -99,7 +99,7 @@ impl InjectionAction {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct DlpDetectors {
     /// `(manifest key, action)`, in file order: `payment_card`, `iban`,
-    /// `crypto_private_key`.
+    /// `crypto_private_key`, `bip39_mnemonic`.
     entries: Vec<(&'static str, DlpAction)>,
 }
 
@@ -109,6 +109,7 @@ impl DlpDetectors {
         ("payment_card", "payment-card"),
         ("iban", "iban"),
         ("crypto_private_key", "crypto-private-key"),
+        ("bip39_mnemonic", "bip39-mnemonic"),
     ];
 
     /// `(manifest key, action)` of every detector turned on.

@@ -1,6 +1,7 @@
 //! Detectors that are code, not regexes: environment dumps, and the opt-in
 //! checksummed shapes (payment cards by Luhn, IBANs by mod 97, Bitcoin
-//! private keys by Base58Check).
+//! private keys by Base58Check, BIP-39 mnemonics by their SHA-256
+//! checksum).
 //!
 //! Is: `find(detector, bytes) -> spans`. A checksum makes a detector exact
 //! about shape (a random 16-digit number passes Luhn one time in ten, and
@@ -29,15 +30,19 @@ pub enum Detector {
     /// A Bitcoin private key: WIF or an extended private key (`xprv`…),
     /// verified by its Base58Check checksum.
     CryptoKey,
+    /// A BIP-39 mnemonic (wallet seed phrase): 12, 15, 18, 21 or 24
+    /// consecutive words of the English list whose checksum verifies.
+    Bip39Mnemonic,
 }
 
 impl Detector {
     /// Every detector, in report order.
-    pub const ALL: [Detector; 4] = [
+    pub const ALL: [Detector; 5] = [
         Detector::EnvDump,
         Detector::PaymentCard,
         Detector::Iban,
         Detector::CryptoKey,
+        Detector::Bip39Mnemonic,
     ];
 
     /// The id a finding carries (`payment-card`).
@@ -47,6 +52,7 @@ impl Detector {
             Self::PaymentCard => "payment-card",
             Self::Iban => "iban",
             Self::CryptoKey => "crypto-private-key",
+            Self::Bip39Mnemonic => "bip39-mnemonic",
         }
     }
 
@@ -57,6 +63,7 @@ impl Detector {
             Self::PaymentCard => "Payment card number (Luhn-valid, issuer prefix)",
             Self::Iban => "IBAN (mod-97 valid)",
             Self::CryptoKey => "Bitcoin private key (WIF or extended key, Base58Check-valid)",
+            Self::Bip39Mnemonic => "BIP-39 mnemonic seed phrase (checksum-valid)",
         }
     }
 
@@ -72,6 +79,7 @@ impl Detector {
             Self::PaymentCard => cards(data),
             Self::Iban => ibans(data),
             Self::CryptoKey => crypto_keys(data),
+            Self::Bip39Mnemonic => mnemonics(data),
         }
     }
 }
@@ -551,6 +559,149 @@ fn crypto_keys(d: &[u8]) -> Vec<Range<usize>> {
         }
         i += len.max(1);
     }
+    out
+}
+
+// ---------------------------------------------------------- BIP-39 mnemonics
+
+/// The BIP-39 English word list (public domain, from the BIP-39
+/// specification; SHA-256 `2f5eed53…24dbda`): 2048 words, sorted, so a
+/// word's index is its binary-search position.
+const BIP39_ENGLISH: &str = include_str!("bip39_english.txt");
+
+fn bip39_words() -> &'static [&'static str] {
+    static WORDS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    WORDS.get_or_init(|| BIP39_ENGLISH.lines().map(str::trim).collect())
+}
+
+/// The index of a lowercase word in the list.
+fn bip39_index(word: &[u8]) -> Option<u16> {
+    if !(3..=8).contains(&word.len()) {
+        return None;
+    }
+    let i = bip39_words()
+        .binary_search_by(|w| w.as_bytes().cmp(word))
+        .ok()?;
+    u16::try_from(i).ok()
+}
+
+/// Mnemonic lengths, longest first (a 24-word phrase is not also reported
+/// as the 12 words it starts with).
+const MNEMONIC_WORDS: [usize; 5] = [24, 21, 18, 15, 12];
+
+/// Whether the word indices form a mnemonic whose checksum verifies: the
+/// `11 × n` bits are `ENT` bits of entropy followed by the first
+/// `ENT / 32` bits of SHA-256 of the entropy.
+pub(crate) fn bip39_checksum_ok(idx: &[u16]) -> bool {
+    let bits = idx.len() * 11;
+    if !MNEMONIC_WORDS.contains(&idx.len()) {
+        return false;
+    }
+    let cs = bits / 33;
+    let ent = bits - cs;
+    let mut packed = vec![0u8; bits.div_ceil(8)];
+    for (k, &w) in idx.iter().enumerate() {
+        for b in 0..11 {
+            if w >> (10 - b) & 1 == 1 {
+                let at = k * 11 + b;
+                packed[at / 8] |= 0x80 >> (at % 8);
+            }
+        }
+    }
+    let hash = Sha256::digest(&packed[..ent / 8]);
+    (0..cs).all(|b| {
+        let want = hash[b / 8] >> (7 - b % 8) & 1;
+        let at = ent + b;
+        let got = packed[at / 8] >> (7 - at % 8) & 1;
+        want == got
+    })
+}
+
+/// Bytes allowed between two words of a phrase: whitespace, list
+/// punctuation, quotes, numbering (`1. abandon 2. ability`) and JSON's
+/// escaped newline.
+fn mnemonic_gap(g: &[u8]) -> bool {
+    !g.is_empty() && g.len() <= 8 && g.iter().enumerate().all(|(i, &c)| {
+        matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b',' | b'"' | b'\'' | b'.' | b')' | b':' | b'-')
+                || c.is_ascii_digit()
+                // `\n` written out inside a JSON string.
+                || (c == b'\\' && matches!(g.get(i + 1), Some(b'n' | b'r' | b't')))
+                || (matches!(c, b'n' | b'r' | b't') && i > 0 && g[i - 1] == b'\\')
+    })
+}
+
+/// Runs of consecutive list words (ASCII, any case) in `d`: each word's
+/// span and index.
+fn mnemonics(d: &[u8]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    // The current run of list words: (span, index).
+    let mut run: Vec<(Range<usize>, u16)> = Vec::new();
+    let mut i = 0;
+    let mut word = [0u8; 8];
+    // Every window that verifies is reported, overlapping ones merged: a
+    // real phrase next to other list words is covered even when a window
+    // shifted into those words happens to verify too (one time in 16 for
+    // 12 words).
+    let flush = |run: &mut Vec<(Range<usize>, u16)>, out: &mut Vec<Range<usize>>| {
+        if run.len() >= 12 {
+            let idx: Vec<u16> = run.iter().map(|(_, w)| *w).collect();
+            for s in 0..=idx.len() - 12 {
+                for n in MNEMONIC_WORDS {
+                    if s + n <= idx.len() && bip39_checksum_ok(&idx[s..s + n]) {
+                        let span = run[s].0.start..run[s + n - 1].0.end;
+                        match out.last_mut() {
+                            Some(last) if last.end >= span.start => {
+                                last.end = last.end.max(span.end);
+                            }
+                            _ => out.push(span),
+                        }
+                    }
+                }
+            }
+        }
+        run.clear();
+    };
+    while i < d.len() {
+        if !d[i].is_ascii_alphabetic() {
+            i += 1;
+            continue;
+        }
+        let mut start = i;
+        while i < d.len() && d[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        // `…\nability`: the letter of an escaped newline is not the word's.
+        if start > 0 && d[start - 1] == b'\\' && matches!(d[start], b'n' | b'r' | b't') {
+            start += 1;
+        }
+        let len = i - start;
+        // A word on its own: not glued to digits or `_` (an identifier).
+        let bounded = (start == 0 || !matches!(d[start - 1], b'0'..=b'9' | b'_'))
+            && (i == d.len() || !matches!(d[i], b'0'..=b'9' | b'_'));
+        let index = (bounded && (3..=8).contains(&len))
+            .then(|| {
+                for (k, c) in d[start..i].iter().enumerate() {
+                    word[k] = c.to_ascii_lowercase();
+                }
+                bip39_index(&word[..len])
+            })
+            .flatten();
+        match index {
+            Some(w)
+                if run
+                    .last()
+                    .is_none_or(|(prev, _)| mnemonic_gap(&d[prev.end..start])) =>
+            {
+                run.push((start..i, w));
+            }
+            Some(w) => {
+                flush(&mut run, &mut out);
+                run.push((start..i, w));
+            }
+            None => flush(&mut run, &mut out),
+        }
+    }
+    flush(&mut run, &mut out);
     out
 }
 

@@ -438,6 +438,15 @@ fn detector_flags_parse_with_readable_errors() {
             .unwrap_err()
             .contains("payment-card")
     );
+    assert_eq!(
+        parse_detector("bip39-mnemonic=block"),
+        Ok((Detector::Bip39Mnemonic, DlpAction::Block))
+    );
+    assert!(
+        parse_detector("bip39=block")
+            .unwrap_err()
+            .contains("bip39-mnemonic")
+    );
     assert!(
         parse_detector("env-dump=block").is_err(),
         "env-dump follows dlp_action"

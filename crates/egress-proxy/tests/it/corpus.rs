@@ -272,6 +272,20 @@ fn generate(name: &str, r: &mut Rng) -> String {
             p.extend_from_slice(&sum[..4]);
             base58(&p)
         }
+        "bip39" => mnemonic(&r.bytes(16)),
+        "bip39_24" => mnemonic(&r.bytes(32)),
+        "bip39_bad" => loop {
+            // Twelve list words whose checksum does not verify (15 in 16).
+            let idx: Vec<u16> = (0..12).map(|_| (r.next() % 2048) as u16).collect();
+            let words: Vec<&str> = idx.iter().map(|&i| bip39_words()[usize::from(i)]).collect();
+            let phrase = words.join(" ");
+            let Some(entropy) = mnemonic_entropy(&idx) else {
+                break phrase;
+            };
+            if mnemonic(&entropy) != phrase {
+                break phrase;
+            }
+        },
         "env_dump" => c(&[
             "HOSTNAME=claude-bottle-agent-7k2qx\nHOME=/home/agent\nPWD=/work\n",
             "HTTPS_PROXY=http://egress:9099\nNODE_EXTRA_CA_CERTS=/etc/bottle/ca.pem\n",
@@ -650,7 +664,7 @@ async fn spawn(w: &World, routes: &Path, resolve: &str) -> Spawned {
         .env("EGRESS_INJECTION_ACTION", "block")
         .env(
             "EGRESS_DLP_DETECTORS",
-            "payment-card=block,iban=block,crypto-private-key=block",
+            "payment-card=block,iban=block,crypto-private-key=block,bip39-mnemonic=block",
         )
         .env("EGRESS_RESOLVE", resolve)
         .env_remove("HTTPS_PROXY")
@@ -843,4 +857,45 @@ async fn corpus_targets_are_met_through_the_real_binary() {
         real.false_blocks, 0,
         "false blocks on the realistic sample{out}"
     );
+}
+
+/// The BIP-39 English list, as secret-scan embeds it.
+fn bip39_words() -> Vec<&'static str> {
+    include_str!("../../../secret-scan/src/bip39_english.txt")
+        .lines()
+        .collect()
+}
+
+/// The 12/24-word BIP-39 mnemonic of 16/32 bytes of entropy.
+fn mnemonic(entropy: &[u8]) -> String {
+    let hash = Sha256::digest(entropy);
+    let ent = entropy.len() * 8;
+    let bit = |i: usize| -> u16 {
+        let byte = if i < ent {
+            entropy[i / 8]
+        } else {
+            hash[(i - ent) / 8]
+        };
+        u16::from(byte >> (7 - i % 8) & 1)
+    };
+    let words = bip39_words();
+    (0..(ent + ent / 32) / 11)
+        .map(|w| words[usize::from((0..11).fold(0u16, |a, b| a << 1 | bit(w * 11 + b)))])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The 16 bytes of entropy twelve word indices carry (checksum bits
+/// dropped).
+fn mnemonic_entropy(idx: &[u16]) -> Option<Vec<u8>> {
+    (idx.len() == 12).then(|| {
+        let mut out = vec![0u8; 16];
+        for i in 0..128 {
+            let w = idx[i / 11];
+            if w >> (10 - i % 11) & 1 == 1 {
+                out[i / 8] |= 0x80 >> (i % 8);
+            }
+        }
+        out
+    })
 }

@@ -232,3 +232,188 @@ proptest! {
         prop_assert!(spans(Detector::PaymentCard, &text).is_empty(), "{}", text);
     }
 }
+
+/// The BIP-39 mnemonic of `entropy` (16, 20, 24, 28 or 32 bytes).
+pub(crate) fn mnemonic(entropy: &[u8]) -> String {
+    let hash = Sha256::digest(entropy);
+    let ent = entropy.len() * 8;
+    let bit = |i: usize| -> u16 {
+        let byte = if i < ent {
+            entropy[i / 8]
+        } else {
+            hash[(i - ent) / 8]
+        };
+        u16::from(byte >> (7 - i % 8) & 1)
+    };
+    let words = bip39_words();
+    (0..(ent + ent / 32) / 11)
+        .map(|w| {
+            let idx = (0..11).fold(0u16, |a, b| a << 1 | bit(w * 11 + b));
+            words[usize::from(idx)]
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn bip39_word_list_is_the_specification_s() {
+    let w = bip39_words();
+    assert_eq!(w.len(), 2048);
+    assert!(w.windows(2).all(|p| p[0] < p[1]), "sorted and unique");
+    assert_eq!((w[0], w[2047]), ("abandon", "zoo"));
+    let digest = Sha256::digest(BIP39_ENGLISH.as_bytes());
+    assert_eq!(
+        format!("{digest:x}"),
+        "2f5eed53a4727b4bf8880d8f3f199efc90e58503646d9ff8eff3a2ed3b24dbda"
+    );
+}
+
+#[test]
+fn bip39_vectors_and_dressings() {
+    // The specification's first test vectors (entropy 00…00 and ff…ff).
+    let zero12 = format!("{} about", ["abandon"; 11].join(" "));
+    assert_eq!(mnemonic(&[0; 16]), zero12);
+    let ff24 = format!("{} vote", ["zoo"; 23].join(" "));
+    assert_eq!(mnemonic(&[0xff; 32]), ff24);
+    for text in [&zero12, &ff24] {
+        assert_eq!(spans(Detector::Bip39Mnemonic, text), vec![text.clone()]);
+    }
+    let m = mnemonic(&[7; 20]); // 15 words
+    let listed: Vec<String> = m
+        .split(' ')
+        .enumerate()
+        .map(|(i, w)| format!("{}. {w}", i + 1))
+        .collect();
+    let quoted: Vec<String> = m.split(' ').map(|w| format!("\"{w}\"")).collect();
+    for dressed in [
+        format!("seed: {m}\n"),
+        m.to_uppercase(),
+        listed.join("\n"),
+        format!("[{}]", quoted.join(", ")),
+        m.replace(' ', "\\n"),
+    ] {
+        assert_eq!(
+            spans(Detector::Bip39Mnemonic, &dressed).len(),
+            1,
+            "{dressed}"
+        );
+    }
+    // The last word carries the checksum: another list word breaks it
+    // (for 15 words the checksum is 5 bits, so most replacements do).
+    let mut words: Vec<&str> = m.split(' ').collect();
+    let last = bip39_index(words[14].as_bytes()).expect("a list word");
+    let wrong = bip39_words()[usize::from((last + 1) % 2048)];
+    words[14] = wrong;
+    let idx: Vec<u16> = words
+        .iter()
+        .map(|w| bip39_index(w.as_bytes()).expect("list word"))
+        .collect();
+    assert_eq!(
+        spans(Detector::Bip39Mnemonic, &words.join(" ")).is_empty(),
+        !bip39_checksum_ok(&idx)
+    );
+    // Eleven words, or words glued into identifiers, are not a phrase.
+    let short: Vec<&str> = m.split(' ').take(11).collect();
+    assert!(spans(Detector::Bip39Mnemonic, &short.join(" ")).is_empty());
+    assert!(spans(Detector::Bip39Mnemonic, &m.replace(' ', "_")).is_empty());
+}
+
+#[test]
+fn bip39_prose_is_not_a_phrase() {
+    let prose = [
+        "The quick brown fox jumps over the lazy dog while the committee reviews the annual budget.",
+        "Please review the attached document and let me know if you have any questions about the release.",
+        "abandon ability able about above absent absorb abstract absurd abuse access accident",
+        "We found that the cache was stale because the build script never cleaned the output folder.",
+    ];
+    for p in prose {
+        let idx: Vec<u16> = p
+            .split(' ')
+            .filter_map(|w| bip39_index(w.as_bytes()))
+            .collect();
+        let flagged = !spans(Detector::Bip39Mnemonic, p).is_empty();
+        // Only a sequence of twelve list words with a valid checksum.
+        assert_eq!(flagged, idx.len() == 12 && bip39_checksum_ok(&idx), "{p}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_valid_mnemonic_is_found(
+        entropy in proptest::collection::vec(any::<u8>(), 32),
+        len in prop::sample::select(vec![16usize, 20, 24, 28, 32]),
+        pre in prop::collection::vec(0u16..2048, 0..6),
+        post in "[a-z ,.]{0,30}",
+    ) {
+        let m = mnemonic(&entropy[..len]);
+        // List words in front must not hide the phrase.
+        let before: Vec<&str> = pre.iter().map(|&i| bip39_words()[usize::from(i)]).collect();
+        let lead = if before.is_empty() { "seed: ".to_owned() } else { format!("{} ", before.join(" ")) };
+        let text = format!("{lead}{m} {post}");
+        let at = lead.len();
+        let found = spans(Detector::Bip39Mnemonic, &text);
+        let hits = Detector::Bip39Mnemonic.find(text.as_bytes());
+        prop_assert!(
+            hits.iter().any(|r| r.start <= at && r.end >= at + m.len()),
+            "{} not covered by {:?}", text, found
+        );
+    }
+
+    #[test]
+    fn random_twelve_words_are_found_only_with_a_valid_checksum(
+        idx in prop::collection::vec(0u16..2048, 12),
+    ) {
+        let text: Vec<&str> = idx.iter().map(|&i| bip39_words()[usize::from(i)]).collect();
+        let text = text.join(" ");
+        let found = !spans(Detector::Bip39Mnemonic, &text).is_empty();
+        prop_assert_eq!(found, bip39_checksum_ok(&idx), "{}", text);
+    }
+
+    /// Prose: content words (many are list words: `about`, `number`,
+    /// `sound`, `people`…) with a function word at least every eleven
+    /// words, as sentences have; function words are not in the list.
+    #[test]
+    fn prose_is_not_flagged(chunks in prop::collection::vec(
+        (prop::collection::vec(prop::sample::select(vec![
+            "about", "hot", "word", "some", "time", "way", "many", "write", "like", "long",
+            "make", "thing", "see", "two", "look", "more", "day", "could", "come", "number",
+            "sound", "most", "people", "over", "water", "call", "first", "people", "may",
+            "side", "been", "now", "find", "any", "new", "work", "part", "take", "get",
+            "place", "made", "live", "where", "after", "back", "little", "only", "round",
+            "man", "year", "came", "show", "every", "good", "give", "our", "under", "name",
+        ]), 1..12), prop::sample::select(vec!["the", "of", "and", "to", "is", "in", "for", "it"])),
+        0..40,
+    )) {
+        let mut text = String::new();
+        for (content, function) in &chunks {
+            prop_assert!(bip39_index(function.as_bytes()).is_none());
+            text.push_str(&content.join(" "));
+            text.push(' ');
+            text.push_str(function);
+            text.push(' ');
+        }
+        prop_assert!(spans(Detector::Bip39Mnemonic, &text).is_empty(), "{}", text);
+    }
+}
+
+#[test]
+fn random_twelve_words_verify_about_one_time_in_sixteen() {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut ok = 0;
+    let n = 16_000;
+    for _ in 0..n {
+        let idx: Vec<u16> = (0..12)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 2048) as u16
+            })
+            .collect();
+        ok += usize::from(bip39_checksum_ok(&idx));
+    }
+    // 1000 expected; 5 sigma is about ±150.
+    assert!((850..1150).contains(&ok), "{ok} of {n}");
+}
