@@ -809,7 +809,8 @@ async fn forward(
             let (parts, _) = resp.into_parts();
             let log = log.clone();
             let scanner =
-                DlpMessages::new(ctx.proxy.dlp.clone(), log.host.clone(), log.path.clone());
+                DlpMessages::new(ctx.proxy.dlp.clone(), log.host.clone(), log.path.clone())
+                    .with_inbound(ctx.proxy.inbound.clone(), &origin.request_host);
             let limits = WsLimits {
                 max_frame: ctx.proxy.limits.ws_max_message_bytes as u64,
                 max_message: ctx.proxy.limits.ws_max_message_bytes,

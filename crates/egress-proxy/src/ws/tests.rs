@@ -42,8 +42,7 @@ impl Recorder {
 }
 
 impl MessageScanner for Recorder {
-    fn scan(&self, direction: Direction, message: &[u8]) -> Verdict {
-        assert_eq!(direction, Direction::ToServer);
+    fn scan(&self, _direction: Direction, message: &[u8]) -> Verdict {
         self.seen.lock().unwrap().push(message.to_vec());
         match self.needle {
             Some(n) if message.windows(n.len()).any(|w| w == n) => {
@@ -198,7 +197,7 @@ fn encode_msgs(msgs: &[Msg], masks: &[[u8; 4]]) -> Vec<u8> {
     let mut k = 0;
     let mut next_mask = || {
         k += 1;
-        Some(masks[k % masks.len()])
+        (!masks.is_empty()).then(|| masks[k % masks.len()])
     };
     for m in msgs {
         for (i, part) in m.parts.iter().enumerate() {
@@ -332,6 +331,193 @@ proptest! {
             b.feed(&chunk).unwrap();
             at += chunk.len();
             prop_assert_eq!(b.at_boundary(), at == 0 || ends.contains(&at), "at {}", at);
+        }
+    }
+}
+
+// ------------------------------------------------------- server → client
+
+/// Asserts the scanner only ever sees server messages.
+struct ServerRecorder(Recorder);
+
+impl MessageScanner for ServerRecorder {
+    fn scan(&self, direction: Direction, message: &[u8]) -> Verdict {
+        assert_eq!(direction, Direction::ToClient);
+        self.0.scan(direction, message)
+    }
+}
+
+fn down(scanner: &dyn MessageScanner, max_message: usize) -> Downstream<'_> {
+    Downstream::new(
+        scanner,
+        WsLimits {
+            max_frame: 1 << 20,
+            max_message,
+        },
+    )
+}
+
+#[test]
+fn server_protocol_errors_close_with_1002() {
+    let scanner = ServerRecorder(Recorder::new(None));
+    for (bad, why) in [
+        (vec![0xc1, 0x00], "RSV"),
+        (vec![0x83, 0x00], "opcode"),
+        (encode(false, 9, b"x", None), "control"),
+        (encode(true, 0, b"x", None), "continuation"),
+        (
+            [encode(false, 1, b"a", None), encode(true, 2, b"b", None)].concat(),
+            "new message",
+        ),
+    ] {
+        let mut d = down(&scanner, 1 << 20);
+        let mut out = Vec::new();
+        let e = d.push(&bad, &mut out).expect_err(why);
+        assert_eq!(e.code, close_code::PROTOCOL_ERROR, "{why}");
+        assert!(e.reason.contains(why), "{why}: {}", e.reason);
+    }
+}
+
+#[test]
+fn a_masked_server_frame_is_judged_unmasked_and_forwarded_as_it_came() {
+    let scanner = ServerRecorder(Recorder::new(Some(b"SECRET")));
+    let mut d = down(&scanner, 1 << 20);
+    let frame = encode(true, 1, b"a SECRET here", Some([9, 8, 7, 6]));
+    let mut out = Vec::new();
+    let mut closed = None;
+    for c in frame.chunks(3) {
+        if let Err(e) = d.push(c, &mut out) {
+            closed = Some(e);
+        }
+    }
+    assert_eq!(closed.expect("judged unmasked").code, close_code::POLICY);
+    let clean = encode(true, 1, b"all fine", Some([9, 8, 7, 6]));
+    let mut d = down(&scanner, 1 << 20);
+    let mut out = Vec::new();
+    d.push(&clean, &mut out).unwrap();
+    assert_eq!(out, clean);
+}
+
+#[test]
+fn a_huge_binary_frame_passes_without_being_held() {
+    let scanner = ServerRecorder(Recorder::new(Some(b"SECRET")));
+    let mut d = down(&scanner, 1024);
+    let payload = vec![b'x'; 300_000];
+    let frame = encode(true, 2, &payload, None);
+    let mut out = Vec::new();
+    for c in frame.chunks(16 * 1024) {
+        d.push(c, &mut out).unwrap();
+        assert!(d.buffered() <= 14, "binary payload is not buffered");
+    }
+    assert_eq!(out, frame);
+    assert!(d.at_boundary());
+    assert!(
+        scanner.0.seen.lock().unwrap().is_empty(),
+        "binary is not judged"
+    );
+}
+
+#[test]
+fn a_long_text_message_streams_judged_with_a_look_behind() {
+    // 1 KiB held at most; the message is 64 KiB in 4 fragments and the
+    // needle straddles two reads of the streamed part.
+    let scanner = ServerRecorder(Recorder::new(Some(b"SECRET")));
+    let mut d = down(&scanner, 1024);
+    let mut text = vec![b'a'; 64 * 1024];
+    text[40_000..40_006].copy_from_slice(b"SECRET");
+    let frames: Vec<u8> = text
+        .chunks(16 * 1024)
+        .enumerate()
+        .flat_map(|(i, c)| encode(i == 3, if i == 0 { 1 } else { 0 }, c, None))
+        .collect();
+    let mut out = Vec::new();
+    let mut closed = None;
+    for c in frames.chunks(1003) {
+        if let Err(e) = d.push(c, &mut out) {
+            closed = Some(e);
+            break;
+        }
+        assert!(
+            d.buffered() <= 1024 + LOOK_BEHIND + 14 + 1003,
+            "{}",
+            d.buffered()
+        );
+    }
+    let c = closed.expect("the needle is found while streaming");
+    assert_eq!(c.code, close_code::POLICY);
+    // Nothing from the piece holding the needle on was forwarded.
+    assert!(!out.windows(6).any(|w| w == b"SECRET"));
+    assert!(out.len() < 40_100);
+}
+
+#[test]
+fn a_blocked_server_message_is_withheld_whole() {
+    let scanner = ServerRecorder(Recorder::new(Some(b"SECRET")));
+    let mut d = down(&scanner, 1 << 20);
+    let stream = [
+        encode(true, 1, b"fine", None),
+        encode(false, 1, b"first half SEC", None),
+        encode(true, 9, b"ping", None),
+        encode(true, 0, b"RET second half", None),
+    ]
+    .concat();
+    let mut out = Vec::new();
+    let e = d.push(&stream, &mut out).expect_err("blocked");
+    assert_eq!(e.code, close_code::POLICY);
+    let got = decode_all(&out);
+    assert_eq!(
+        got,
+        vec![(1, true, b"fine".to_vec()), (9, true, b"ping".to_vec())],
+        "the clean message and the ping only"
+    );
+    assert!(d.at_boundary(), "a close frame may follow");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// However the server's bytes are cut into reads, every text message
+    /// reaches the scanner whole, binary messages are not judged, and what
+    /// reaches the client decodes to the same messages and control frames.
+    #[test]
+    fn server_messages_are_judged_whole_and_forwarded_intact(
+        msgs in prop::collection::vec(msg(), 1..5),
+        cuts in prop::collection::vec(1usize..200, 0..40),
+    ) {
+        let stream = encode_msgs(&msgs, &[]);
+        let scanner = ServerRecorder(Recorder::new(None));
+        let mut d = down(&scanner, 1 << 20);
+        let mut out = Vec::new();
+        for chunk in chunked(&stream, &cuts) {
+            d.push(&chunk, &mut out).unwrap();
+        }
+        prop_assert_eq!(d.buffered(), 0);
+        prop_assert!(d.at_boundary());
+        let seen = scanner.0.seen.lock().unwrap().clone();
+        let want_text: Vec<Vec<u8>> = msgs.iter().filter(|m| m.opcode == 1).map(|m| m.parts.concat()).collect();
+        prop_assert_eq!(seen, want_text);
+        let mut got_msgs = Vec::new();
+        let mut got_pings = Vec::new();
+        let mut cur = Vec::new();
+        for (op, fin, p) in decode_all(&out) {
+            if op == 9 { got_pings.push(p); continue; }
+            cur.extend(p);
+            if fin { got_msgs.push(std::mem::take(&mut cur)); }
+        }
+        let want_msgs: Vec<Vec<u8>> = msgs.iter().map(|m| m.parts.concat()).collect();
+        let want_pings: Vec<Vec<u8>> = msgs.iter().flat_map(|m| m.pings.iter().flatten().cloned()).collect();
+        prop_assert_eq!(got_msgs, want_msgs);
+        prop_assert_eq!(got_pings, want_pings);
+        prop_assert_eq!(out.len(), stream.len());
+    }
+
+    #[test]
+    fn the_server_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64), cuts in prop::collection::vec(1usize..16, 0..8)) {
+        let scanner = Recorder::new(None);
+        let mut d = down(&scanner, 8192);
+        let mut out = Vec::new();
+        for chunk in chunked(&bytes, &cuts) {
+            if d.push(&chunk, &mut out).is_err() { break; }
         }
     }
 }

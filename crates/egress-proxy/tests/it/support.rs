@@ -389,6 +389,19 @@ async fn upstream_handler(
 
 /// A minimal RFC 6455 server: records every message and echoes it back
 /// as `echo: <message>`.
+/// An unmasked (server) WebSocket frame.
+fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![u8::from(fin) << 7 | opcode];
+    if payload.len() < 126 {
+        frame.push(payload.len() as u8);
+    } else {
+        frame.push(126);
+        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    frame.extend_from_slice(payload);
+    frame
+}
+
 fn ws_echo(state: Arc<UpstreamState>, mut req: Request<Incoming>) -> Response<TestBody> {
     for v in req.headers().get_all("sec-websocket-extensions") {
         state
@@ -438,14 +451,19 @@ fn ws_echo(state: Arc<UpstreamState>, mut req: Request<Incoming>) -> Response<Te
                             state.ws_messages.lock().unwrap().push(m.clone());
                             let mut reply = b"echo: ".to_vec();
                             reply.extend_from_slice(&m);
-                            let mut frame = vec![0x81];
-                            if reply.len() < 126 {
-                                frame.push(reply.len() as u8);
+                            // `split:…` is answered in two fragments with
+                            // a ping between them.
+                            let frame = if m.starts_with(b"split:") {
+                                let half = reply.len() / 2;
+                                [
+                                    server_frame(false, 1, &reply[..half]),
+                                    server_frame(true, 9, b"between"),
+                                    server_frame(true, 0, &reply[half..]),
+                                ]
+                                .concat()
                             } else {
-                                frame.push(126);
-                                frame.extend_from_slice(&(reply.len() as u16).to_be_bytes());
-                            }
-                            frame.extend_from_slice(&reply);
+                                server_frame(true, 1, &reply)
+                            };
                             if io.write_all(&frame).await.is_err() {
                                 return;
                             }
