@@ -136,17 +136,47 @@ pub fn is_texty(b: &[u8]) -> bool {
 }
 
 /// Which input bytes an earlier finder already decoded.
-struct Claimed(Vec<bool>);
+/// One byte per input byte (1 = claimed), so the next claimed byte is a
+/// `memchr` away; with the answer cached until the next claim, finding
+/// where runs end costs one pass between claims.
+struct Claimed {
+    v: Vec<u8>,
+    /// Whether anything is claimed.
+    some: bool,
+    /// `(from, next claimed at or after from)`, valid until a claim.
+    cache: (usize, usize),
+}
 
 impl Claimed {
     fn new(len: usize) -> Self {
-        Self(vec![false; len])
+        Self {
+            v: vec![0; len],
+            some: false,
+            cache: (1, 0),
+        }
+    }
+    fn is(&self, i: usize) -> bool {
+        self.v[i] != 0
     }
     fn any(&self, r: Range<usize>) -> bool {
-        self.0[r].iter().any(|&c| c)
+        self.some && memchr::memchr(1, &self.v[r]).is_some()
     }
     fn take(&mut self, r: Range<usize>) {
-        self.0[r].iter_mut().for_each(|c| *c = true);
+        self.v[r].fill(1);
+        self.some = true;
+        self.cache = (1, 0);
+    }
+    /// The first claimed index at or after `from` (the length if none).
+    fn next(&mut self, from: usize) -> usize {
+        if !self.some {
+            return self.v.len();
+        }
+        if self.cache.0 <= from && from <= self.cache.1 {
+            return self.cache.1;
+        }
+        let at = memchr::memchr(1, &self.v[from..]).map_or(self.v.len(), |k| from + k);
+        self.cache = (from, at);
+        at
     }
 }
 
@@ -381,8 +411,20 @@ fn hex_pairs_at(d: &[u8], i: usize, e: usize) -> Option<(Range<usize>, Vec<u8>)>
     (bytes.len() >= MIN_HEX_PAIRS).then_some((i..j, bytes))
 }
 
+/// Bytes of the base64 alphabets (both) and padding.
+const B64_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_' | b'=');
+        i += 1;
+    }
+    t
+};
+
 fn is_b64(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_' | b'=')
+    B64_BYTES[c as usize]
 }
 
 /// Length of a line wrap at `i` (`\n`, `\r\n`, or a JSON-escaped `\n`,
@@ -420,19 +462,21 @@ fn base_n(d: &[u8], claimed: &mut Claimed, out: &mut Vec<Decoded>) {
     const STRIDE: usize = MIN_BASE64 - 1;
     let mut probe = 0;
     while probe < d.len() {
-        if !is_b64(d[probe]) || claimed.0[probe] {
+        if !is_b64(d[probe]) || claimed.is(probe) {
             probe += STRIDE;
             continue;
         }
         let mut s = probe;
-        while s > 0 && is_b64(d[s - 1]) && !claimed.0[s - 1] {
+        while s > 0 && is_b64(d[s - 1]) && !claimed.is(s - 1) {
             s -= 1;
         }
         // Extend right across bytes and wraps.
         let mut e = probe;
         let mut line_start = s;
+        let mut wrapped = false;
         loop {
-            while e < d.len() && is_b64(d[e]) && !claimed.0[e] {
+            let limit = claimed.next(e);
+            while e < limit && is_b64(d[e]) {
                 e += 1;
             }
             if e - line_start >= MIN_WRAP_LINE
@@ -441,12 +485,13 @@ fn base_n(d: &[u8], claimed: &mut Claimed, out: &mut Vec<Decoded>) {
             {
                 e += w;
                 line_start = e;
+                wrapped = true;
                 continue;
             }
             break;
         }
         if e - s >= MIN_BASE64 {
-            decode_run(d, s..e, claimed, out);
+            decode_run(d, s..e, !wrapped, claimed, out);
         }
         probe = e.max(probe + 1) + STRIDE - 1;
     }
@@ -512,12 +557,19 @@ fn decode_segment(body: &[u8]) -> Option<(Encoding, Vec<u8>)> {
 /// a few; a base64 blob has one every 64 characters and is not a path.
 const MAX_PATH_PIECES: usize = 16;
 
-fn decode_run(d: &[u8], run: Range<usize>, claimed: &mut Claimed, out: &mut Vec<Decoded>) {
+/// `unwrapped`: the run is base64-alphabet bytes only (no line wraps).
+fn decode_run(
+    d: &[u8],
+    run: Range<usize>,
+    unwrapped: bool,
+    claimed: &mut Claimed,
+    out: &mut Vec<Decoded>,
+) {
     // The common case (an unwrapped run, padding only at its end) is
     // decoded in place: no copy of the run, no second walk to map it back.
     let bytes = &d[run.clone()];
     let body_end = bytes.len() - bytes.iter().rev().take_while(|&&c| c == b'=').count();
-    if bytes.iter().all(|&c| is_b64(c)) && memchr::memchr(b'=', &bytes[..body_end]).is_none() {
+    if unwrapped && memchr::memchr(b'=', &bytes[..body_end]).is_none() {
         decode_piece(d, run, &bytes[..body_end], claimed, out);
         return;
     }

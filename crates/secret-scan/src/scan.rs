@@ -265,9 +265,14 @@ impl RuleSet {
             };
             for pos in hits {
                 for &(off, k) in &self.punct[lower[pos] as usize] {
+                    let kb = self.keywords[k].as_bytes();
+                    // Two bytes compared inline before the full compare:
+                    // in binary or base64 the punctuation bytes are common.
                     if !seen[k]
                         && pos >= off
-                        && lower[pos - off..].starts_with(self.keywords[k].as_bytes())
+                        && lower[pos - off] == kb[0]
+                        && (kb.len() == 1 || lower.get(pos - off + 1) == Some(&kb[1]))
+                        && lower[pos - off..].starts_with(kb)
                     {
                         seen[k] = true;
                     }

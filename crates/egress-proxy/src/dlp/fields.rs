@@ -267,7 +267,18 @@ fn json_values(buf: &[u8]) -> Vec<(Range<usize>, Vec<u8>)> {
                         other => v.push(other),
                     }
                 } else {
-                    v.push(buf[j]);
+                    // Plain bytes up to the next quote or backslash, at
+                    // once (at most one past the join limit).
+                    let k = memchr::memchr2(b'"', b'\\', &buf[j..]).map_or(buf.len(), |k| j + k);
+                    if k == j {
+                        v.push(buf[j]);
+                        j += 1;
+                    } else {
+                        let take = (k - j).min((JOIN_MAX_VALUE + 1).saturating_sub(v.len()));
+                        v.extend_from_slice(&buf[j..j + take]);
+                        j = k;
+                    }
+                    continue;
                 }
                 j += 1;
             }
