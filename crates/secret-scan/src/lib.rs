@@ -10,7 +10,7 @@
 //!
 //! On top of the rules: [`Detector`]s that are code (environment dumps,
 //! and opt-in checksummed shapes: payment cards, IBANs, Bitcoin private
-//! keys), and an [`Inspector`] that decodes what it finds encoded (base64,
+//! keys, BIP-39 seed phrases), and an [`Inspector`] that decodes what it finds encoded (base64,
 //! base32, hex, percent-encoding, escapes, gzip inside those) and scans
 //! again, bounded in depth and work. Two built-in [`Profile`]s: `Git`
 //! (git-gate, documentation samples waived) and `Egress` (traffic:
