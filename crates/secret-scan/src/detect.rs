@@ -222,16 +222,12 @@ fn env_pairs(d: &[u8]) -> Vec<Pair> {
         }
         let vq = d.get(vs).copied().filter(|c| matches!(c, b'"' | b'\''));
         let vstart = vs + usize::from(vq.is_some());
+        let vstart = vstart.min(d.len());
         let vend = match vq {
-            Some(q) => d[vstart..]
-                .iter()
-                .position(|&c| c == q || c == b'\n')
-                .map_or(d.len(), |k| vstart + k),
-            None => d[vstart..]
-                .iter()
-                .position(|&c| matches!(c, b'\n' | b'\0' | b'\r'))
-                .map_or(d.len(), |k| vstart + k),
-        };
+            Some(q) => memchr::memchr2(q, b'\n', &d[vstart..]),
+            None => memchr::memchr3(b'\n', b'\0', b'\r', &d[vstart..]),
+        }
+        .map_or(d.len(), |k| vstart + k);
         if quote && vq.is_none() {
             // `"NAME": value` without a quoted string value is JSON
             // structure (a number, an object), not an environment entry.
