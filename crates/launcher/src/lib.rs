@@ -27,6 +27,7 @@ pub mod dashboard;
 pub mod docker;
 pub mod identity;
 pub mod images;
+pub mod kubernetes;
 pub mod lifecycle;
 pub mod load;
 pub mod plan;

@@ -15,6 +15,8 @@ use clap::{Parser, Subcommand};
 mod approvals_cmd;
 mod bottles;
 mod build_images;
+#[path = "kubernetes/cli.rs"]
+mod kubernetes_cli;
 mod resume_cmd;
 mod start;
 mod validate;
@@ -25,6 +27,12 @@ mod validate;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Where the bottle runs: the local Docker engine, or the cluster of
+    /// the current kubeconfig context (start, stop, approve).
+    #[arg(long, global = true, value_enum, default_value_t = kubernetes_cli::Target::Docker)]
+    target: kubernetes_cli::Target,
+    #[command(flatten)]
+    kube: kubernetes_cli::KubeOptions,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,11 +69,40 @@ enum Command {
     Dashboard(approvals_cmd::DashboardArgs),
     /// Rebuild and restart a bottle after a capability approval, transcripts restored.
     Resume(resume_cmd::ResumeArgs),
+    /// Print a bottle's objects for another engine without touching it (`render kubernetes AGENT`).
+    #[command(subcommand)]
+    Render(kubernetes_cli::RenderCommand),
+}
+
+/// `--target kubernetes`: the commands that run on a cluster, or an error
+/// naming the ones that do.
+fn on_kubernetes(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let k = &cli.kube;
+    match &cli.command {
+        Command::Start(args) => kubernetes_cli::start(args, k),
+        Command::Stop(args) => kubernetes_cli::stop(args).map(|()| ExitCode::SUCCESS),
+        Command::Approve(args) => kubernetes_cli::approve(args, k).map(|()| ExitCode::SUCCESS),
+        Command::Render(cmd) => kubernetes_cli::render(cmd, k).map(|()| ExitCode::SUCCESS),
+        Command::Validate(_) => Err(kubernetes_cli::unsupported("validate")),
+        Command::Run(_) => Err(kubernetes_cli::unsupported("run")),
+        Command::List(_) => Err(kubernetes_cli::unsupported("list")),
+        Command::Logs(_) => Err(kubernetes_cli::unsupported("logs")),
+        Command::Cleanup(_) => Err(kubernetes_cli::unsupported("cleanup")),
+        Command::Images(_) => Err(kubernetes_cli::unsupported("images")),
+        Command::Proposals(_) => Err(kubernetes_cli::unsupported("proposals")),
+        Command::Reject(_) => Err(kubernetes_cli::unsupported("reject")),
+        Command::Routes(_) => Err(kubernetes_cli::unsupported("routes")),
+        Command::Pipelock(_) => Err(kubernetes_cli::unsupported("pipelock")),
+        Command::Dashboard(_) => Err(kubernetes_cli::unsupported("dashboard")),
+        Command::Resume(_) => Err(kubernetes_cli::unsupported("resume")),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        _ if cli.target == kubernetes_cli::Target::Kubernetes => on_kubernetes(&cli),
+        Command::Render(cmd) => kubernetes_cli::render(cmd, &cli.kube).map(|()| ExitCode::SUCCESS),
         Command::Validate(args) => validate::run(args).map(|o| match o {
             validate::Outcome::Valid => ExitCode::SUCCESS,
             validate::Outcome::Invalid => ExitCode::from(1),
