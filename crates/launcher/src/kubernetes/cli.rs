@@ -279,3 +279,62 @@ pub fn approve(args: &ApproveArgs, kube: &KubeOptions) -> anyhow::Result<()> {
         anyhow::Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        crate::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn target_and_kubernetes_options_parse_on_start_stop_approve_and_render() {
+        let cli = crate::Cli::try_parse_from([
+            "launcher",
+            "start",
+            "--target",
+            "kubernetes",
+            "claude",
+            "--namespace",
+            "team-a",
+            "--service-ip",
+            "egress=10.96.0.10",
+        ])
+        .expect("start parses");
+        assert_eq!(cli.target, Target::Kubernetes);
+        assert_eq!(cli.kube.namespace.as_deref(), Some("team-a"));
+        for args in [
+            &["launcher", "stop", "claude-k3x9a", "--target", "kubernetes"][..],
+            &["launcher", "approve", "--target", "kubernetes", "p-1"][..],
+            &[
+                "launcher",
+                "render",
+                "kubernetes",
+                "claude",
+                "--cluster-cidr",
+                "10.96.0.0/12",
+            ][..],
+        ] {
+            crate::Cli::try_parse_from(args).expect("parses");
+        }
+        let cli = crate::Cli::try_parse_from(["launcher", "list"]).expect("list");
+        assert_eq!(cli.target, Target::Docker, "docker stays the default");
+    }
+
+    #[test]
+    fn other_commands_on_kubernetes_name_the_supported_ones() {
+        let cli = crate::Cli::try_parse_from(["launcher", "list", "--target", "kubernetes"])
+            .expect("parses");
+        let e = crate::on_kubernetes(&cli).expect_err("not on kubernetes");
+        let m = e.to_string();
+        assert!(
+            m.contains("`launcher list` is not yet on kubernetes"),
+            "{m}"
+        );
+        assert!(m.contains("start, stop, approve"), "{m}");
+    }
+}
