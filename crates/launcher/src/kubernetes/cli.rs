@@ -207,6 +207,7 @@ pub fn start(args: &StartArgs, kube: &KubeOptions) -> anyhow::Result<std::proces
     let (cluster, info) = rt.block_on(Cluster::connect())?;
     eprint!("{}", launcher::preflight::render(&plan));
     eprintln!("{}", info.preflight(&bundle.namespace));
+    eprintln!("{}", rt.block_on(cluster.cni_hint()).line());
     if !args.yes {
         if !std::io::stdin().is_terminal() {
             bail!("not a terminal: pass --yes to start without the question");

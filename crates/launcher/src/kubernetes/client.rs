@@ -176,7 +176,80 @@ impl ClusterInfo {
     }
 }
 
+/// What the Pods in `kube-system` suggest about NetworkPolicy enforcement
+/// (a hint for the preflight, not a proof: only the procedure in
+/// docs/kubernetes.md proves it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CniHint {
+    /// A CNI that enforces NetworkPolicy runs (its Pod name).
+    Enforcing(String),
+    /// Only a CNI that ignores NetworkPolicy was seen.
+    NotEnforcing(String),
+    /// Nothing recognised, or kube-system could not be listed.
+    Unknown(String),
+}
+
+impl CniHint {
+    /// From the names of the Pods in `kube-system`.
+    pub fn from_pods(names: &[String]) -> Self {
+        const ENFORCING: &[&str] = &[
+            "calico-node",
+            "canal",
+            "cilium",
+            "antrea-agent",
+            "kube-router",
+            "weave-net",
+        ];
+        const IGNORING: &[&str] = &["kindnet", "kube-flannel", "flannel"];
+        if let Some(n) = names
+            .iter()
+            .find(|n| ENFORCING.iter().any(|e| n.starts_with(e)))
+        {
+            return Self::Enforcing(n.clone());
+        }
+        if let Some(n) = names
+            .iter()
+            .find(|n| IGNORING.iter().any(|e| n.starts_with(e)))
+        {
+            return Self::NotEnforcing(n.clone());
+        }
+        Self::Unknown("no known CNI Pod in kube-system".into())
+    }
+
+    /// The preflight line.
+    pub fn line(&self) -> String {
+        match self {
+            Self::Enforcing(p) => format!(
+                "CNI: {p} runs in kube-system (a CNI that enforces NetworkPolicy); prove it once with the procedure in docs/kubernetes.md"
+            ),
+            Self::NotEnforcing(p) => format!(
+                "WARNING: CNI {p} runs in kube-system and no policy-enforcing CNI was found: NetworkPolicy is NOT enforced, the agent would reach the network directly. Install Calico or Cilium (docs/kubernetes.md)"
+            ),
+            Self::Unknown(why) => format!(
+                "CNI: unknown ({why}); NetworkPolicy enforcement unchecked (k3s enforces it in-process; see docs/kubernetes.md)"
+            ),
+        }
+    }
+}
+
 impl Cluster {
+    /// What kube-system's Pods suggest about NetworkPolicy enforcement.
+    pub async fn cni_hint(&self) -> CniHint {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), "kube-system");
+        match api.list(&ListParams::default()).await {
+            Ok(list) => CniHint::from_pods(
+                &list
+                    .items
+                    .into_iter()
+                    .filter_map(|p| p.metadata.name)
+                    .collect::<Vec<_>>(),
+            ),
+            Err(e) => CniHint::Unknown(
+                classify(e, "list", "pods", "kube-system", Some("kube-system")).to_string(),
+            ),
+        }
+    }
+
     /// The cluster of the current kubeconfig context (or in-cluster).
     pub async fn connect() -> Result<(Self, ClusterInfo), KubeError> {
         let kubeconfig = kube::config::Kubeconfig::read().ok();

@@ -308,3 +308,48 @@ fn preflight_states_the_cni_caveat() {
     assert!(line.contains("context kind-bottles"));
     assert!(line.contains("NetworkPolicy is enforced only if the cluster's CNI does"));
 }
+
+#[test]
+fn cni_hint_names_enforcing_and_ignoring_cnis() {
+    let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert!(matches!(
+        CniHint::from_pods(&names(&["coredns-1", "kindnet-abcde", "calico-node-x1"])),
+        CniHint::Enforcing(p) if p == "calico-node-x1"
+    ));
+    let h = CniHint::from_pods(&names(&["coredns-1", "kindnet-abcde"]));
+    assert!(matches!(h, CniHint::NotEnforcing(_)));
+    assert!(
+        h.line().contains("NetworkPolicy is NOT enforced"),
+        "{}",
+        h.line()
+    );
+    assert!(matches!(
+        CniHint::from_pods(&names(&["coredns-1"])),
+        CniHint::Unknown(_)
+    ));
+}
+
+#[tokio::test]
+async fn cni_hint_from_the_api_and_when_listing_is_forbidden() {
+    let (c, log) = cluster(|_| {
+        Some((
+            200,
+            serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
+        "items": [{"metadata": {"name": "cilium-7xk2p"}}]}),
+        ))
+    });
+    assert_eq!(
+        c.cni_hint().await,
+        CniHint::Enforcing("cilium-7xk2p".into())
+    );
+    assert!(
+        log.lock().expect("log")[0]
+            .uri
+            .starts_with("/api/v1/namespaces/kube-system/pods")
+    );
+    let (c, _) = cluster(|_| Some((403, status(403, "Forbidden", "cannot list pods"))));
+    let CniHint::Unknown(why) = c.cni_hint().await else {
+        panic!("not unknown")
+    };
+    assert!(why.contains("`list` on `pods`"), "{why}");
+}
