@@ -222,7 +222,13 @@ pub fn start(args: &StartArgs, kube: &KubeOptions) -> anyhow::Result<std::proces
     }
     fill(&plan, &mut bundle)?;
     let mut progress = |l: &str| eprintln!("{l}");
-    rt.block_on(cluster.start(bundle.clone(), READY_TIMEOUT, &mut progress))?;
+    rt.block_on(cluster.start(bundle.clone(), READY_TIMEOUT, &mut progress))
+        .with_context(|| {
+            format!(
+                "starting bottle {} in namespace {} (what was created is left for inspection: `kubectl -n {} get pods`; remove it with `launcher stop --target kubernetes {}`)",
+                plan.identity, bundle.namespace, bundle.namespace, plan.identity
+            )
+        })?;
     println!(
         "bottle {} is running in namespace {}; attach with `kubectl -n {} exec -it agent -- claude`, stop with `launcher stop --target kubernetes {}`",
         plan.identity, bundle.namespace, bundle.namespace, plan.identity

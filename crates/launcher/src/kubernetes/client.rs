@@ -345,7 +345,10 @@ impl Cluster {
                 Object::Service(x) => {
                     self.create::<Service>(Some(ns), "services", x).await?;
                 }
-                Object::Pod(p) => pods.push(p.clone()),
+                Object::Pod(p) => {
+                    pods.push(p.clone());
+                    continue;
+                }
             }
             progress(&format!("created {} {}", o.kind(), o.name()));
         }
@@ -373,11 +376,13 @@ impl Cluster {
         for name in &sidecars {
             if let Some(p) = bundle.pod(component_of(name)) {
                 self.create::<Pod>(Some(ns), "pods", p).await?;
+                progress(&format!("created Pod {name}"));
             }
         }
         self.wait_ready(ns, &sidecars, timeout, progress).await?;
         if let Some(p) = bundle.pod(Component::Agent) {
             self.create::<Pod>(Some(ns), "pods", p).await?;
+            progress("created Pod agent");
             self.wait_ready(ns, &agent, timeout, progress).await?;
         }
         Ok(bundle)
