@@ -22,13 +22,10 @@ use manifest::routes::RouteTable;
 
 use crate::archive::{self, FileEntry};
 use crate::docker::Engine;
-use crate::plan::SIDECAR_UID;
+use crate::plan::{EGRESS_TOKENS_DIR, SIDECAR_UID};
 
-/// The routes file inside the egress container (as `plan.rs` starts it).
-pub const EGRESS_ROUTES_PATH: &str = "/etc/egress-proxy/routes.yaml";
-/// The directory egress-proxy reads token files from (`--tokens-dir`;
-/// created by `images/egress-proxy/Dockerfile`, owned by the sidecar user).
-pub const EGRESS_TOKENS_DIR: &str = "/var/lib/egress-proxy/tokens";
+/// The routes file inside the egress container (as the plan starts it).
+pub const EGRESS_ROUTES_PATH: &str = crate::plan::EGRESS_ROUTES;
 /// How long a reload may take to show in `/status`.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -642,8 +639,11 @@ impl DockerPipelock {
     }
 
     /// The running pipelock of bottle `identity`, if it has one.
-    pub async fn of_bottle(engine: &Engine, identity: &crate::identity::Identity) -> Option<Self> {
-        let name = identity.container_name(crate::identity::Component::Pipelock);
+    pub async fn of_bottle(
+        engine: &Engine,
+        identity: &crate::plan::identity::Identity,
+    ) -> Option<Self> {
+        let name = identity.container_name(crate::plan::identity::Component::Pipelock);
         match engine.running(&name).await {
             Ok((true, _)) => Some(Self::new(engine.clone(), name)),
             _ => None,

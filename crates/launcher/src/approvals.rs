@@ -21,7 +21,7 @@ use manifest::routes::RouteTable;
 
 use crate::apply::{self, ApplyError, EgressControl, PipelockMirror};
 use crate::approvals::preview::route_preview;
-use crate::identity::Identity;
+use crate::plan::identity::Identity;
 use crate::queue_ops::{self, QueueError};
 use crate::state::{self, BottleState};
 

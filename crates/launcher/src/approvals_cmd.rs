@@ -11,7 +11,7 @@ use launcher::apply::{self, DockerEgress, DockerPipelock};
 use launcher::approvals::preview::{self, Changes, Layout};
 use launcher::approvals::{self, Located};
 use launcher::docker::{DockerError, Engine};
-use launcher::identity::{Component, Identity};
+use launcher::plan::identity::{Component, Identity};
 use launcher::routes_edit::{self, Edited};
 use launcher::state;
 use manifest::queue::ProposalRequest;

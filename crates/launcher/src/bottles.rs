@@ -8,8 +8,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt as _;
 use launcher::docker::Engine;
-use launcher::identity::{Component, Identity, LABEL_IDENTITY, LABEL_MANAGED};
 use launcher::lifecycle::{self, Found};
+use launcher::plan::identity::{Component, Identity, LABEL_IDENTITY, LABEL_MANAGED};
 use launcher::state::{self, BottleState};
 
 /// Output format of `list`.

@@ -21,8 +21,8 @@ use manifest::queue::{Decision, Outcome, ProposalRequest, QUEUE_FORMAT_VERSION};
 use crate::approvals::preview::Baseline;
 use crate::approvals::{self, ApprovalError, Located};
 use crate::docker::Engine;
-use crate::identity::{Component, Identity};
 use crate::plan::AGENT_HOME;
+use crate::plan::identity::{Component, Identity};
 use crate::queue_ops;
 use crate::state::PRESERVE_MARKER;
 
@@ -220,7 +220,7 @@ pub async fn approve_capability(
 /// preserved state), waits, then removes whatever is left by label.
 pub async fn stop_for_resume(
     engine: &Engine,
-    identity: &crate::identity::Identity,
+    identity: &crate::plan::identity::Identity,
 ) -> Result<(), crate::docker::DockerError> {
     let found = crate::lifecycle::find_bottles(engine).await?;
     let pid = found
@@ -347,7 +347,7 @@ pub fn log_shows_answer(log: &str, id: &str) -> bool {
 /// nobody waits — or supervise's log cannot be read.
 pub async fn wait_until_answered(
     engine: &Engine,
-    identity: &crate::identity::Identity,
+    identity: &crate::plan::identity::Identity,
     id: &str,
     timeout: Duration,
 ) -> bool {

@@ -35,8 +35,8 @@ use bollard::query_parameters::{
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 
 use crate::archive::{self, ArchiveError, Fetched};
+use crate::plan::preflight::engine::EngineInfo;
 use crate::plan::{ContainerPlan, NetworkPlan, VolumePlan};
-use crate::preflight::engine::EngineInfo;
 
 /// A Docker operation that failed; each variant names what was being done.
 #[derive(Debug, thiserror::Error)]

@@ -26,7 +26,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use crate::docker::{DockerError, Engine};
-use crate::identity::{Component, LABEL_COMPONENT, LABEL_MANAGED};
+use crate::plan::identity::{Component, LABEL_COMPONENT, LABEL_MANAGED};
 
 /// The Debian suite of the base image (the host's glibc-linked release
 /// binaries run on it).

@@ -23,11 +23,11 @@ use std::time::Duration;
 use crate::archive::{self, Fetched, FileEntry};
 use crate::ca::BottleCa;
 use crate::docker::{DockerError, Engine, ExecOutput};
-use crate::identity::{Component, LABEL_IDENTITY, LABEL_MANAGED};
+use crate::plan::identity::{Component, LABEL_IDENTITY, LABEL_MANAGED};
+use crate::plan::preflight::engine::{in_cidr, local_ipv4_addresses};
+use crate::plan::workspace::{self, WorkspaceError};
 use crate::plan::{AGENT_UID, ContainerPlan, FileSource, INHIBIT_IPV4, Mount, Plan, WORKSPACE};
-use crate::preflight::engine::{in_cidr, local_ipv4_addresses};
 use crate::state::{BottleState, Metadata, StateError};
-use crate::workspace::{self, WorkspaceError};
 
 /// The largest trust bundle read from an agent image.
 pub const MAX_TRUST_BUNDLE: u64 = 16 * 1024 * 1024;
@@ -788,7 +788,7 @@ pub async fn remove_by_identity(
         let comp = c
             .labels
             .as_ref()
-            .and_then(|l| l.get(crate::identity::LABEL_COMPONENT))
+            .and_then(|l| l.get(crate::plan::identity::LABEL_COMPONENT))
             .and_then(|s| Component::parse(s).ok());
         std::cmp::Reverse(comp)
     });
@@ -854,7 +854,7 @@ pub async fn find_bottles(engine: &Engine) -> Result<Vec<Found>, DockerError> {
         let entry = out.entry(identity.clone()).or_insert_with(|| Found {
             identity,
             agent: labels
-                .get(crate::identity::LABEL_AGENT)
+                .get(crate::plan::identity::LABEL_AGENT)
                 .cloned()
                 .unwrap_or_default(),
             containers: BTreeMap::new(),

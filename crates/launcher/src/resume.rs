@@ -14,11 +14,11 @@
 
 use std::path::PathBuf;
 
-use crate::identity::Identity;
 use crate::images::ImageSet;
 use crate::lifecycle::LABEL_LAUNCHER_PID;
 use crate::plan::PlanOptions;
 use crate::plan::SkillFile;
+use crate::plan::identity::Identity;
 use crate::state::{BottleState, LaunchRecord, Metadata};
 
 /// The flags given to `launcher resume` that can override the record.

@@ -13,9 +13,9 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use launcher::capability::{self, DOCKERFILE, TRANSCRIPT};
 use launcher::docker::Engine;
-use launcher::identity::{Component, Identity};
 use launcher::images::{AgentImage, claude_code};
 use launcher::lifecycle;
+use launcher::plan::identity::{Component, Identity};
 use launcher::plan::{self, AGENT_HOME, AGENT_UID};
 use launcher::resume::{self, ResumeFlags};
 use launcher::state::{self, BottleState, LIVE_ROUTES_FILE, Metadata, PRESERVE_MARKER};
@@ -106,7 +106,7 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
         let engine = Engine::connect().await?;
         let cwd_now = std::env::current_dir().context("reading the current directory")?;
         let home = std::env::var_os("HOME").map(PathBuf::from);
-        let loaded = launcher::load::find_and_load(
+        let loaded = launcher::plan::load::find_and_load(
             launch.manifest.as_deref(),
             |k| std::env::var(k).ok(),
             &cwd_now,
@@ -120,7 +120,7 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
             launch.offline,
             launch.claude_code.as_deref(),
         )?;
-        let skills = launcher::skills::collect(&crate::start::manifest_dir(&loaded), agent.skills())?;
+        let skills = launcher::plan::skills::collect(&crate::start::manifest_dir(&loaded), agent.skills())?;
         let mut progress = |l: &str| eprintln!("images: {l}");
         let mut set =
             launcher::images::ensure(&engine, &image_opts, &AgentImage::Default, &mut progress)
@@ -143,7 +143,7 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
         if let Some((table, slots)) = &restored {
             plan = plan.with_restored_routes(&agent, table, slots)?;
         }
-        eprint!("{}", launcher::preflight::render(&plan));
+        eprint!("{}", launcher::plan::preflight::render(&plan));
         eprintln!(
             "resuming {identity}: agent image {tag} from {}\n{}\nroutes: {}\ntranscripts: {}",
             dockerfile_path.display(),

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use launcher::docker::Engine;
-use launcher::identity::Identity;
 use launcher::images::{AgentImage, ImageOptions, ImageSet};
 use launcher::lifecycle::{self, Bottle, LABEL_LAUNCHER_PID};
-use launcher::load::{self, Loaded};
+use launcher::plan::identity::Identity;
+use launcher::plan::load::{self, Loaded};
 use launcher::plan::{self, Plan, PlanOptions};
 use launcher::state::{self, BottleState, LaunchRecord, Metadata};
 use manifest::{Agent, ImageSource, WorkspaceMode};
@@ -248,7 +248,7 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
         ),
         None => None,
     };
-    let skills = launcher::skills::collect(&manifest_dir(&loaded), agent.skills())?;
+    let skills = launcher::plan::skills::collect(&manifest_dir(&loaded), agent.skills())?;
     let upstream_ca = args
         .upstream_ca
         .as_deref()
@@ -306,7 +306,7 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
         .as_ref()
         .filter(|w| w.mode == WorkspaceMode::Protect)
     {
-        let guards = launcher::workspace::survey(&w.host)?;
+        let guards = launcher::plan::workspace::survey(&w.host)?;
         plan = plan.with_guards(guards);
     }
     if let Some(report) = report {
@@ -355,9 +355,9 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
 /// protected never runs a bottle).
 async fn assess_engine(
     engine: &Engine,
-) -> anyhow::Result<launcher::preflight::engine::EngineReport> {
+) -> anyhow::Result<launcher::plan::preflight::engine::EngineReport> {
     let info = engine.info().await?;
-    Ok(launcher::preflight::engine::assess(&info)?)
+    Ok(launcher::plan::preflight::engine::assess(&info)?)
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -456,7 +456,7 @@ pub fn start(args: &StartArgs) -> anyhow::Result<std::process::ExitCode> {
             anyhow::Ok(p)
         })?;
         let text = match args.format {
-            Format::Text => launcher::preflight::render(&p.plan),
+            Format::Text => launcher::plan::preflight::render(&p.plan),
             Format::Json => format!("{}\n", serde_json::to_string_pretty(&p.plan)?),
         };
         // A closed pipe (`| head`) is not an error.
@@ -470,8 +470,8 @@ pub fn start(args: &StartArgs) -> anyhow::Result<std::process::ExitCode> {
     rt.block_on(async {
         let engine = Engine::connect().await?;
         let p = prepare(&args.bottle, Some(&engine)).await?;
-        eprint!("{}", launcher::preflight::render(&p.plan));
-        if p.plan.container(launcher::identity::Component::Supervise).is_some() {
+        eprint!("{}", launcher::plan::preflight::render(&p.plan));
+        if p.plan.container(launcher::plan::identity::Component::Supervise).is_some() {
             eprintln!("{}", launcher::resume::build::BUILD_NETWORK_NOTICE);
         }
         if !args.yes && !confirm("start this bottle?")? {
@@ -570,7 +570,7 @@ pub(crate) async fn attach(
     }
     let user = bottle
         .plan()
-        .container(launcher::identity::Component::Agent)
+        .container(launcher::plan::identity::Component::Agent)
         .map(|c| c.user.clone())
         .unwrap_or_default();
     let container = bottle.agent_container();

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use manifest::TokenSlot;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::Identity;
-use crate::workspace::Placeholder;
+use crate::plan::identity::Identity;
+use crate::plan::workspace::Placeholder;
 
 /// Environment variable overriding the state root.
 pub const STATE_DIR_ENV: &str = "CLAUDE_BOTTLE_STATE_DIR";
@@ -312,7 +312,7 @@ impl BottleState {
     }
 
     /// Removes the recorded workspace placeholders (only empty ones; see
-    /// [`crate::workspace::remove_placeholders`]), then the record: what
+    /// [`crate::plan::workspace::remove_placeholders`]), then the record: what
     /// is left in place is the operator's now, and each is named in the
     /// returned warnings. Teardown, `stop` and `cleanup` call this first and
     /// print the warnings; removing the state directory calls it too.
@@ -326,7 +326,7 @@ impl BottleState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
             Err(e) => return vec![format!("reading {}: {e}", path.display())],
         };
-        let mut warnings = crate::workspace::remove_placeholders(&list);
+        let mut warnings = crate::plan::workspace::remove_placeholders(&list);
         if let Err(e) = std::fs::remove_file(&path) {
             warnings.push(format!("removing {}: {e}", path.display()));
         }

@@ -1,5 +1,5 @@
 //! `launcher validate`: load the manifest (search order in
-//! [`launcher::load`]) and print every problem, or a summary per agent.
+//! [`launcher::plan::load`]) and print every problem, or a summary per agent.
 //!
 //! Exit status: 0 valid, 1 invalid (every problem printed), 2 when the
 //! manifest could not be found or read.
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use launcher::load::{self, LoadError, Loaded, Located};
+use launcher::plan::load::{self, LoadError, Loaded, Located};
 use manifest::{Agent, ImageSource, ManifestError};
 use serde_json::{Value, json};
 

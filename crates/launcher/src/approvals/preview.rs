@@ -287,7 +287,7 @@ pub async fn changes(
             };
             let egress = apply::DockerEgress::new(
                 engine.clone(),
-                identity.container_name(crate::identity::Component::Egress),
+                identity.container_name(crate::plan::identity::Component::Egress),
             );
             route_changes(identity.as_str(), &egress, &slots, r).await
         }

@@ -11,7 +11,7 @@ use super::{BottleRow, Event, PendingItem, Request, Snapshot, Verdict};
 use crate::apply::{DockerEgress, DockerPipelock};
 use crate::approvals::{self, preview};
 use crate::docker::Engine;
-use crate::identity::{Component, Identity};
+use crate::plan::identity::{Component, Identity};
 use crate::queue_ops;
 use crate::state::{self, BottleState};
 

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use crate::capability;
 use crate::docker::{DockerError, Engine};
-use crate::identity::Identity;
+use crate::plan::identity::Identity;
 
 /// The network mode of every agent-proposed build.
 pub const BUILD_NETWORK: &str = "none";

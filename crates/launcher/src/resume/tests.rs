@@ -2,8 +2,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::*;
-use crate::identity::Component;
 use crate::lifecycle::LABEL_LAUNCHER_PID;
+use crate::plan::identity::Component;
 
 fn meta() -> Metadata {
     Metadata {

@@ -179,7 +179,7 @@ fn recorded_placeholders_go_with_the_state_and_never_take_operator_files() {
         },
     ];
     st.record_placeholders(&list).expect("record");
-    crate::workspace::create_placeholders(&list).expect("create");
+    crate::plan::workspace::create_placeholders(&list).expect("create");
     // A crash: the state is stale; removing it removes the placeholders.
     assert!(st.remove_unless_preserved().expect("removed"));
     assert!(!ws.path().join("claude-bottle.yaml").exists());
@@ -189,7 +189,7 @@ fn recorded_placeholders_go_with_the_state_and_never_take_operator_files() {
     // operator filled meanwhile is left with a warning.
     st.create(&meta("dev-ddddd")).expect("create");
     st.record_placeholders(&list).expect("record");
-    crate::workspace::create_placeholders(&list).expect("create");
+    crate::plan::workspace::create_placeholders(&list).expect("create");
     std::fs::write(ws.path().join("inc.cfg"), "[user]\n").expect("operator writes");
     std::fs::write(st.dir().join(PRESERVE_MARKER), "x").expect("marker");
     let warnings = st.remove_placeholders();

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::identity::Identity;
+use crate::plan::identity::Identity;
 use crate::plan::{PlanOptions, build};
 
 fn plan(manifest_text: &str, unavailable: &[(Component, &str)]) -> Plan {
@@ -102,14 +102,14 @@ fn shows_the_engine_walls_limits_and_workspace_mode() {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
     let guards = vec![
-        crate::workspace::Guard {
+        crate::plan::workspace::Guard {
             path: ".git".into(),
-            kind: crate::workspace::GuardKind::Existing,
+            kind: crate::plan::workspace::GuardKind::Existing,
             why: String::new(),
         },
-        crate::workspace::Guard {
+        crate::plan::workspace::Guard {
             path: "claude-bottle.yaml".into(),
-            kind: crate::workspace::GuardKind::PlaceholderDir,
+            kind: crate::plan::workspace::GuardKind::PlaceholderDir,
             why: String::new(),
         },
     ];

@@ -9,7 +9,7 @@
 //!   index makes host `git status` run git, with the config the agent
 //!   wrote, in a directory it controls), so all of it is read-only;
 //! - `claude-bottle.yaml|yml|json`, the manifest the next `launcher start`
-//!   in that directory loads ([`crate::load::CWD_NAMES`]);
+//!   in that directory loads ([`crate::plan::load::CWD_NAMES`]);
 //! - the `.git` of every submodule link (recursively), and the directory of
 //!   a link that is not checked out: host `git status` runs git inside it;
 //! - the directory named by `core.hooksPath` and every file named by
@@ -35,7 +35,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde::{Deserialize, Serialize};
 
-use crate::load::CWD_NAMES;
+use crate::plan::load::CWD_NAMES;
 
 /// How deep submodules are followed.
 pub const MAX_SUBMODULE_DEPTH: usize = 8;

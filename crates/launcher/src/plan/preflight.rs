@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use crate::identity::Component;
+use crate::plan::identity::Component;
 use crate::plan::{Confinement, Plan};
 
 /// Renders the preflight for `plan`.
@@ -74,7 +74,7 @@ pub fn render(plan: &Plan) -> String {
                 .guards
                 .iter()
                 .map(|g| match g.kind {
-                    crate::workspace::GuardKind::Existing => g.path.display().to_string(),
+                    crate::plan::workspace::GuardKind::Existing => g.path.display().to_string(),
                     _ => format!("{} (placeholder)", g.path.display()),
                 })
                 .collect();
