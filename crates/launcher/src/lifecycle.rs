@@ -16,18 +16,26 @@
 //! Invariant: every object created is recorded before the next step runs,
 //! and [`Bottle::teardown`] removes them in reverse order; a failure at any
 //! step tears down what exists before the error is returned.
+//!
+//! Also here, as what a bottle is while it runs and after: its state
+//! directory on the host ([`state`]), its certificate authority ([`ca`]),
+//! and what `launcher resume` needs to start it again ([`resume`]).
+
+pub mod ca;
+pub mod resume;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::archive::{self, Fetched, FileEntry};
-use crate::ca::BottleCa;
-use crate::docker::{DockerError, Engine, ExecOutput};
+use crate::engine::archive::{self, Fetched, FileEntry};
+use crate::engine::docker::{DockerError, Engine, ExecOutput};
 use crate::plan::identity::{Component, LABEL_IDENTITY, LABEL_MANAGED};
 use crate::plan::preflight::engine::{in_cidr, local_ipv4_addresses};
 use crate::plan::workspace::{self, WorkspaceError};
 use crate::plan::{AGENT_UID, ContainerPlan, FileSource, INHIBIT_IPV4, Mount, Plan, WORKSPACE};
-use crate::state::{BottleState, Metadata, StateError};
+use ca::BottleCa;
+use state::{BottleState, Metadata, StateError};
 
 /// The largest trust bundle read from an agent image.
 pub const MAX_TRUST_BUNDLE: u64 = 16 * 1024 * 1024;
@@ -64,7 +72,7 @@ pub enum LaunchError {
     State(#[from] StateError),
     /// Minting the CA failed.
     #[error("ca: {0}")]
-    Ca(#[from] crate::ca::CaError),
+    Ca(#[from] crate::lifecycle::ca::CaError),
     /// A file could not be packed for a container.
     #[error("files for {container}: {source}")]
     Archive {

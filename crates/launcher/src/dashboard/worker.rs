@@ -8,12 +8,12 @@ use std::sync::mpsc::{Receiver, Sender};
 use manifest::queue::{AuditRecord, OperatorAuditRecord, Outcome, ProposalRequest};
 
 use super::{BottleRow, Event, PendingItem, Request, Snapshot, Verdict};
-use crate::apply::{DockerEgress, DockerPipelock};
+use crate::approvals::apply::{DockerEgress, DockerPipelock};
+use crate::approvals::queue;
 use crate::approvals::{self, preview};
-use crate::docker::Engine;
+use crate::engine::docker::Engine;
+use crate::lifecycle::state::{self, BottleState};
 use crate::plan::identity::{Component, Identity};
-use crate::queue_ops;
-use crate::state::{self, BottleState};
 
 /// What the worker reports.
 #[derive(Debug)]
@@ -109,18 +109,18 @@ async fn decide(
             match &loc.proposal.request {
                 ProposalRequest::Egress(_) => {}
                 ProposalRequest::Capability { .. } => {
-                    crate::capability::approve_capability(engine, &loc, note)
+                    crate::approvals::capability::approve_capability(engine, &loc, note)
                         .await
                         .map_err(|e| e.to_string())?;
                     // Tear down once supervise answered the agent (bounded).
-                    crate::capability::wait_until_answered(
+                    crate::approvals::capability::wait_until_answered(
                         engine,
                         &loc.identity,
                         id,
-                        crate::capability::ANSWER_TIMEOUT,
+                        crate::approvals::capability::ANSWER_TIMEOUT,
                     )
                     .await;
-                    crate::capability::stop_for_resume(engine, &loc.identity)
+                    crate::approvals::capability::stop_for_resume(engine, &loc.identity)
                         .await
                         .map_err(|e| {
                             format!("approved {id}, but tearing the bottle down failed: {e}")
@@ -248,7 +248,7 @@ async fn snapshot(root: &Path, engine: Option<&Engine>) -> Snapshot {
 }
 
 fn timeline_of_queue(s: &mut Snapshot, id: &Identity, queue: &Path) {
-    let records = match queue_ops::read_audit(queue) {
+    let records = match queue::read_audit(queue) {
         Ok(r) => r,
         Err(e) => {
             s.problems.push(e.to_string());
@@ -277,7 +277,7 @@ fn timeline_of_queue(s: &mut Snapshot, id: &Identity, queue: &Path) {
     }
     // Changes of the live routes (approvals and manual `routes edit`) and
     // of pipelock's config (`pipelock edit`).
-    for rec in queue_ops::read_operator_records(queue).unwrap_or_default() {
+    for rec in queue::read_operator_records(queue).unwrap_or_default() {
         let ev = match rec {
             OperatorAuditRecord::RoutesEdit(r) => {
                 let added = r
@@ -389,7 +389,7 @@ pub fn egress_event(bottle: &str, line: &str) -> Option<Event> {
 /// A git-gate `push decision` log line (text format: timestamp, level,
 /// target, message, `key=value` fields) as a timeline event.
 pub fn push_event(bottle: &str, line: &str) -> Option<Event> {
-    let line = crate::docker::strip_ansi(line);
+    let line = crate::engine::docker::strip_ansi(line);
     let (head, fields) = line.split_once("push decision")?;
     let at = head
         .split_whitespace()

@@ -264,7 +264,7 @@ fn a_config_without_the_block_or_a_bad_host_is_an_error() {
 
 #[test]
 fn the_single_file_of_a_docker_archive_is_read() {
-    let tar = crate::archive::build(&[crate::archive::FileEntry {
+    let tar = crate::engine::archive::build(&[crate::engine::archive::FileEntry {
         path: "/etc/pipelock/pipelock.yaml".into(),
         mode: 0o644,
         uid: 10001,

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use launcher::docker::Engine;
-use launcher::images::{AgentImage, ClaudeCodeStatus, claude_code};
+use launcher::engine::docker::Engine;
+use launcher::engine::images::{AgentImage, ClaudeCodeStatus, claude_code};
 
 /// Image commands.
 #[derive(Debug, Subcommand)]
@@ -41,13 +41,13 @@ pub struct BuildArgs {
 /// Runs `images …`.
 pub fn run(cmd: &ImagesCommand) -> anyhow::Result<()> {
     let ImagesCommand::Build(args) = cmd;
-    let mut opts = crate::start::image_options(
+    let mut opts = crate::cli::start::image_options(
         args.bin_dir.as_deref(),
         args.offline,
         args.claude_code.as_deref(),
     )?;
     if let Some(image) = args.debian_image.as_deref() {
-        opts.debian_image = launcher::images::debian_image(Some(image), |_| None)?;
+        opts.debian_image = launcher::engine::images::debian_image(Some(image), |_| None)?;
     }
     opts.retry_claude_code = true;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -58,7 +58,8 @@ pub fn run(cmd: &ImagesCommand) -> anyhow::Result<()> {
         let engine = Engine::connect().await?;
         let mut progress = |l: &str| eprintln!("{l}");
         let set =
-            launcher::images::ensure(&engine, &opts, &AgentImage::Default, &mut progress).await?;
+            launcher::engine::images::ensure(&engine, &opts, &AgentImage::Default, &mut progress)
+                .await?;
         for (c, tag) in &set.tags {
             println!("{c}\t{tag}");
         }

@@ -2,7 +2,7 @@
 //! a bottle's live routes file (or pipelock config) in `$VISUAL`/`$EDITOR`,
 //! and nothing is applied until the text passes its check (for routes,
 //! `manifest::routes::RouteTable::parse`; for pipelock,
-//! [`crate::apply::check_pipelock_config`]).
+//! [`crate::approvals::apply::check_pipelock_config`]).
 //!
 //! Is: the edit loop as a function of an editor callback and a check, so
 //! it is tested without a terminal. A mistake re-opens the editor with the
@@ -10,7 +10,7 @@
 //! when the operator saves the same broken text again, it stops with the
 //! errors and nothing changes.
 //!
-//! Is not: applying (the caller hands the result to [`crate::apply`]).
+//! Is not: applying (the caller hands the result to [`crate::approvals::apply`]).
 
 use std::path::Path;
 

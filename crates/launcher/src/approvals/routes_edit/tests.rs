@@ -115,7 +115,7 @@ fn run_editor_passes_the_file_and_reports_failure() {
 
 #[test]
 fn the_same_loop_checks_a_pipelock_config() {
-    let live = crate::apply::tests::PIPELOCK_CONFIG_TEXT;
+    let live = crate::approvals::apply::tests::PIPELOCK_CONFIG_TEXT;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pipelock.yaml");
     let outputs = [
@@ -133,8 +133,8 @@ fn the_same_loop_checks_a_pipelock_config() {
         &file,
         true,
         &mut editor,
-        &crate::apply::check_pipelock_config,
-        &|c: &crate::apply::PipelockConfigText| c.text() == live,
+        &crate::approvals::apply::check_pipelock_config,
+        &|c: &crate::approvals::apply::PipelockConfigText| c.text() == live,
     );
     let Ok(Edited::Changed(c)) = r else {
         panic!("{r:?}")
@@ -154,8 +154,8 @@ fn the_same_loop_checks_a_pipelock_config() {
         &file,
         false,
         &mut same,
-        &crate::apply::check_pipelock_config,
-        &|c: &crate::apply::PipelockConfigText| c.text() == live,
+        &crate::approvals::apply::check_pipelock_config,
+        &|c: &crate::approvals::apply::PipelockConfigText| c.text() == live,
     );
     assert!(matches!(r, Ok(Edited::Unchanged)), "{r:?}");
 }

@@ -11,17 +11,17 @@ use std::io::IsTerminal as _;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use launcher::capability::{self, DOCKERFILE, TRANSCRIPT};
-use launcher::docker::Engine;
-use launcher::images::{AgentImage, claude_code};
+use launcher::approvals::capability::{self, DOCKERFILE, TRANSCRIPT};
+use launcher::engine::docker::Engine;
+use launcher::engine::images::{AgentImage, claude_code};
 use launcher::lifecycle;
+use launcher::lifecycle::resume::{self, ResumeFlags};
+use launcher::lifecycle::state::{self, BottleState, LIVE_ROUTES_FILE, Metadata, PRESERVE_MARKER};
 use launcher::plan::identity::{Component, Identity};
 use launcher::plan::{self, AGENT_HOME, AGENT_UID};
-use launcher::resume::{self, ResumeFlags};
-use launcher::state::{self, BottleState, LIVE_ROUTES_FILE, Metadata, PRESERVE_MARKER};
 use manifest::RouteTable;
 
-use crate::start::Session;
+use crate::cli::start::Session;
 
 /// Resume a bottle after a capability approval: rebuild from its new
 /// Dockerfile, restore routes and transcripts, attach to `claude --continue`.
@@ -49,7 +49,7 @@ pub struct ResumeArgs {
     pub state_dir: Option<PathBuf>,
     /// Extra label KEY=VALUE on every Docker object (repeatable; added to
     /// the labels recorded at start, a key given here wins).
-    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = crate::start::parse_label)]
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = crate::cli::start::parse_label)]
     pub labels: Vec<(String, String)>,
     /// Skip the y/N preflight question.
     #[arg(long)]
@@ -100,8 +100,8 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
         }
         None => None,
     };
-    let rt = crate::start::runtime()?;
-    let (signalled, mut rx) = crate::start::watch_signals(&rt);
+    let rt = crate::cli::start::runtime()?;
+    let (signalled, mut rx) = crate::cli::start::watch_signals(&rt);
     rt.block_on(async {
         let engine = Engine::connect().await?;
         let cwd_now = std::env::current_dir().context("reading the current directory")?;
@@ -115,26 +115,26 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
         let Some(agent) = loaded.manifest.agent(&meta.agent).cloned() else {
             bail!("no agent {:?} in {} any more; cannot resume {identity}", meta.agent, loaded.located);
         };
-        let image_opts = crate::start::image_options(
+        let image_opts = crate::cli::start::image_options(
             launch.bin_dir.as_deref(),
             launch.offline,
             launch.claude_code.as_deref(),
         )?;
-        let skills = launcher::plan::skills::collect(&crate::start::manifest_dir(&loaded), agent.skills())?;
+        let skills = launcher::plan::skills::collect(&crate::cli::start::manifest_dir(&loaded), agent.skills())?;
         let mut progress = |l: &str| eprintln!("images: {l}");
         let mut set =
-            launcher::images::ensure(&engine, &image_opts, &AgentImage::Default, &mut progress)
+            launcher::engine::images::ensure(&engine, &image_opts, &AgentImage::Default, &mut progress)
                 .await?;
         // The agent runs the approved Dockerfile, built below once the
         // operator has seen the preflight.
-        let tag = capability::resume_image_tag(&identity, &dockerfile);
+        let tag = launcher::lifecycle::resume::resume_image_tag(&identity, &dockerfile);
         set.tags.insert(Component::Agent, tag.clone());
         if agent.bottle().pipelock() {
             let image =
-                launcher::images::pipelock_image(launch.pipelock_image.as_deref(), |k| {
+                launcher::engine::images::pipelock_image(launch.pipelock_image.as_deref(), |k| {
                     std::env::var(k).ok()
                 })?;
-            launcher::images::add_pipelock(Some(&engine), &image, &mut set, &mut progress).await?;
+            launcher::engine::images::add_pipelock(Some(&engine), &image, &mut set, &mut progress).await?;
         }
         let opts =
             resume::plan_options(&identity, &meta, &launch, &st, &set, skills, std::process::id());
@@ -159,7 +159,7 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
                 "none saved"
             },
         );
-        if !args.yes && !crate::start::confirm("resume this bottle?")? {
+        if !args.yes && !crate::cli::start::confirm("resume this bottle?")? {
             eprintln!("not resumed; the state stays preserved");
             return Ok(std::process::ExitCode::from(1));
         }
@@ -179,7 +179,7 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
             &engine,
             &identity,
             &dockerfile,
-            &launcher::images::base_tag(),
+            &launcher::engine::images::base_tag(),
             package.as_ref(),
             &mut |l| eprintln!("build: {l}"),
         )
@@ -208,7 +208,7 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
             Ok(b) => b,
             Err(e) => {
                 let e = anyhow::Error::from(e);
-                if crate::start::interrupted(&e) {
+                if crate::cli::start::interrupted(&e) {
                     eprintln!("{e}");
                     return Ok(std::process::ExitCode::from(130));
                 }
@@ -229,7 +229,7 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
         let mut status = std::process::ExitCode::SUCCESS;
         if !signalled.load(Ordering::SeqCst) {
             if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
-                status = crate::start::attach(&bottle, &mut rx, Session::Continue).await;
+                status = crate::cli::start::attach(&bottle, &mut rx, Session::Continue).await;
             } else {
                 eprintln!(
                     "bottle {identity} resumed from {tag} (no terminal to attach); continue the session with\n  docker exec -it {} claude --continue\nCtrl-C or SIGTERM here tears the bottle down.",
@@ -246,7 +246,7 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<std::process::ExitCode> {
             Ok(()) => eprintln!("removed image {tag}"),
             Err(e) => eprintln!("warning: {e}; `launcher cleanup` removes it later"),
         }
-        crate::start::print_resume_hint(&st, &identity);
+        crate::cli::start::print_resume_hint(&st, &identity);
         Ok(status)
     })
 }

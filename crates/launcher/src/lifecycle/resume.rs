@@ -1,6 +1,6 @@
 //! What `launcher resume` needs to start a bottle again the way `launcher
 //! start` started it: the launch options recorded at start
-//! ([`crate::state::LaunchRecord`], `launch.json` in the state directory)
+//! ([`crate::lifecycle::state::LaunchRecord`], `launch.json` in the state directory)
 //! combined with the flags given to `resume`, and the [`PlanOptions`] of the
 //! resumed bottle.
 //!
@@ -14,12 +14,12 @@
 
 use std::path::PathBuf;
 
-use crate::images::ImageSet;
+use crate::engine::images::ImageSet;
 use crate::lifecycle::LABEL_LAUNCHER_PID;
+use crate::lifecycle::state::{BottleState, LaunchRecord, Metadata};
 use crate::plan::PlanOptions;
 use crate::plan::SkillFile;
 use crate::plan::identity::Identity;
-use crate::state::{BottleState, LaunchRecord, Metadata};
 
 /// The flags given to `launcher resume` that can override the record.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -83,6 +83,50 @@ pub fn plan_options(
         upstream_ca: launch.upstream_ca.clone(),
         workspace_mode: launch.workspace,
     }
+}
+
+/// Repository of the images `launcher resume` builds.
+pub const RESUME_IMAGE_REPO: &str = "claude-bottle/agent-resume";
+
+/// The tag `launcher resume` builds for `identity` from `dockerfile`:
+/// `claude-bottle/agent-resume:<identity>-<12 hex of its SHA-256>`.
+pub fn resume_image_tag(identity: &Identity, dockerfile: &str) -> String {
+    use sha2::Digest as _;
+    let hash: String = sha2::Sha256::digest(dockerfile.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{RESUME_IMAGE_REPO}:{identity}-{hash}")
+}
+
+/// The bottle a resume image tag was built for, if `tag` is one
+/// ([`resume_image_tag`]'s shape).
+pub fn identity_of_resume_tag(tag: &str) -> Option<Identity> {
+    let rest = tag.strip_prefix(RESUME_IMAGE_REPO)?.strip_prefix(':')?;
+    let (identity, hash) = rest.rsplit_once('-')?;
+    if hash.len() != 12 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Identity::parse(identity).ok()
+}
+
+/// The resume images of `tags` that no bottle needs: their bottle is not
+/// in `live` (a running resumed bottle uses its image) and has no
+/// preserved state in `preserved` (whose next resume builds a new one
+/// anyway, but the operator may want to inspect it until then).
+pub fn unneeded_resume_images(
+    tags: &[String],
+    live: &[&str],
+    preserved: &[Identity],
+) -> Vec<String> {
+    tags.iter()
+        .filter(|t| {
+            identity_of_resume_tag(t)
+                .is_some_and(|id| !live.contains(&id.as_str()) && !preserved.contains(&id))
+        })
+        .cloned()
+        .collect()
 }
 
 pub mod build;

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use launcher::apply::{self, DockerEgress, DockerPipelock};
+use launcher::approvals::apply::{self, DockerEgress, DockerPipelock};
 use launcher::approvals::preview::{self, Changes, Layout};
+use launcher::approvals::routes_edit::{self, Edited};
 use launcher::approvals::{self, Located};
-use launcher::docker::{DockerError, Engine};
+use launcher::engine::docker::{DockerError, Engine};
+use launcher::lifecycle::state;
 use launcher::plan::identity::{Component, Identity};
-use launcher::routes_edit::{self, Edited};
-use launcher::state;
 use manifest::queue::ProposalRequest;
 
 /// Output format.
@@ -162,7 +162,7 @@ async fn ensure_running(engine: &Engine, loc: &Located) -> anyhow::Result<()> {
 /// Crash recovery (queue protocol): a decision file written without its
 /// audit line gets the line now.
 fn backfill(loc: &Located) {
-    if let Err(e) = launcher::queue_ops::backfill_decision_audit(&loc.queue()) {
+    if let Err(e) = launcher::approvals::queue::backfill_decision_audit(&loc.queue()) {
         eprintln!("warning: back-filling decision audit records: {e}");
     }
 }
@@ -280,7 +280,8 @@ fn proposal_json(p: &approvals::Pending, c: &Changes, now: jiff::Timestamp) -> s
 /// `launcher proposals show ID`: everything, nothing cut.
 fn show_proposal(root: &std::path::Path, id: &str, format: Format) -> anyhow::Result<()> {
     let loc = approvals::locate(root, id)?;
-    let decided = launcher::queue_ops::ensure_undecided(&loc.queue(), &loc.proposal.id).err();
+    let decided =
+        launcher::approvals::queue::ensure_undecided(&loc.queue(), &loc.proposal.id).err();
     let rt = runtime()?;
     let changes = rt.block_on(async {
         let engine = Engine::connect().await.ok();
@@ -336,7 +337,7 @@ pub fn approve(args: &ApproveArgs) -> anyhow::Result<()> {
     let root = root(args.state_dir.as_deref())?;
     let loc = approvals::locate(&root, &args.id)?;
     backfill(&loc);
-    launcher::queue_ops::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
+    launcher::approvals::queue::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
     print_asked(&loc);
     match &loc.proposal.request {
         ProposalRequest::Egress(_) => {}
@@ -412,7 +413,7 @@ pub fn reject(args: &RejectArgs) -> anyhow::Result<()> {
     let root = root(args.state_dir.as_deref())?;
     let loc = approvals::locate(&root, &args.id)?;
     backfill(&loc);
-    launcher::queue_ops::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
+    launcher::approvals::queue::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
     if args.note.trim().is_empty() {
         return Err(approvals::ApprovalError::EmptyNote.into());
     }
@@ -602,7 +603,7 @@ fn approve_capability(args: &ApproveArgs, loc: &Located) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
         ensure_running(&engine, loc).await?;
-        let c = launcher::capability::approve_capability(&engine, loc, &args.note).await?;
+        let c = launcher::approvals::capability::approve_capability(&engine, loc, &args.note).await?;
         println!(
             "approved {}: the new Dockerfile{} are kept in {}",
             args.id,
@@ -619,8 +620,8 @@ fn approve_capability(args: &ApproveArgs, loc: &Located) -> anyhow::Result<()> {
         }
         // Tear down only once supervise has answered the waiting agent
         // (its "decision observed" log line), bounded by a deadline.
-        let cap = launcher::capability::ANSWER_TIMEOUT;
-        if !launcher::capability::wait_until_answered(&engine, &loc.identity, &args.id, cap).await
+        let cap = launcher::approvals::capability::ANSWER_TIMEOUT;
+        if !launcher::approvals::capability::wait_until_answered(&engine, &loc.identity, &args.id, cap).await
         {
             eprintln!(
                 "note: supervise did not report answering {} within {} s (the agent's call may already have returned \"pending\"; after the resume it can ask proposal-status)",
@@ -632,7 +633,7 @@ fn approve_capability(args: &ApproveArgs, loc: &Located) -> anyhow::Result<()> {
             "tearing bottle {} down (its state is preserved)",
             loc.identity
         );
-        launcher::capability::stop_for_resume(&engine, &loc.identity).await?;
+        launcher::approvals::capability::stop_for_resume(&engine, &loc.identity).await?;
         println!("resume it with:\n  launcher resume {}", loc.identity);
         Ok(())
     })

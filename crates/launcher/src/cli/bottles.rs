@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt as _;
-use launcher::docker::Engine;
+use launcher::engine::docker::Engine;
+use launcher::lifecycle::state::{self, BottleState};
 use launcher::lifecycle::{self, Found};
 use launcher::plan::identity::{Component, Identity, LABEL_IDENTITY, LABEL_MANAGED};
-use launcher::state::{self, BottleState};
 
 /// Output format of `list`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -166,7 +166,7 @@ pub fn stop(args: &StopArgs) -> anyhow::Result<()> {
         // is asked to stop first, so it tears down its own bottle and exits
         // cleanly instead of failing on containers removed under it; what
         // it leaves is removed by label.
-        launcher::capability::stop_for_resume(&engine, &identity).await?;
+        launcher::approvals::capability::stop_for_resume(&engine, &identity).await?;
         let root = state::root(args.state_dir.as_deref(), |k| std::env::var(k).ok())?;
         let st = BottleState::new(&root, &identity);
         let had_state = st.dir().exists();
@@ -252,15 +252,17 @@ pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
         let stale = left.stale;
         let preserved = left.preserved;
         // Images `launcher resume` built for bottles that no longer need them.
-        let images = match launcher::capability::resume_images(&engine).await {
-            Ok(tags) => launcher::capability::unneeded_resume_images(&tags, &live, &preserved),
+        let images = match launcher::approvals::capability::resume_images(&engine).await {
+            Ok(tags) => {
+                launcher::lifecycle::resume::unneeded_resume_images(&tags, &live, &preserved)
+            }
             Err(e) => {
                 eprintln!("warning: {e}");
                 Vec::new()
             }
         };
         let superseded = if args.images {
-            match launcher::images::find_superseded_images(&engine).await {
+            match launcher::engine::images::find_superseded_images(&engine).await {
                 Ok(tags) => tags,
                 Err(e) => {
                     eprintln!("warning: {e}");
@@ -354,13 +356,13 @@ pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
             println!("removed {}", root.join(p.as_str()).display());
         }
         for i in &images {
-            match launcher::capability::remove_resume_image(&engine, i).await {
+            match launcher::approvals::capability::remove_resume_image(&engine, i).await {
                 Ok(()) => println!("removed {i}"),
                 Err(e) => eprintln!("warning: {e}"),
             }
         }
         for i in &superseded {
-            match launcher::images::remove_image_tag(&engine, i).await {
+            match launcher::engine::images::remove_image_tag(&engine, i).await {
                 Ok(()) => println!("removed {i}"),
                 Err(e) => eprintln!("warning: {e}"),
             }

@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
-use launcher::docker::Engine;
-use launcher::images::{AgentImage, ImageOptions, ImageSet};
+use launcher::engine::docker::Engine;
+use launcher::engine::images::{AgentImage, ImageOptions, ImageSet};
+use launcher::lifecycle::state::{self, BottleState, LaunchRecord, Metadata};
 use launcher::lifecycle::{self, Bottle, LABEL_LAUNCHER_PID};
 use launcher::plan::identity::Identity;
 use launcher::plan::load::{self, Loaded};
 use launcher::plan::{self, Plan, PlanOptions};
-use launcher::state::{self, BottleState, LaunchRecord, Metadata};
 use manifest::{Agent, ImageSource, WorkspaceMode};
 
 /// Output format of `--dry-run`.
@@ -266,15 +266,17 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
     let mut progress = |l: &str| eprintln!("images: {l}");
     let mut set: ImageSet = match engine {
         Some(engine) => {
-            launcher::images::ensure(engine, &image_opts, &agent_image, &mut progress).await?
+            launcher::engine::images::ensure(engine, &image_opts, &agent_image, &mut progress)
+                .await?
         }
-        None => launcher::images::planned(&image_opts, &agent_image).await?,
+        None => launcher::engine::images::planned(&image_opts, &agent_image).await?,
     };
     if agent.bottle().pipelock() {
-        let image = launcher::images::pipelock_image(args.pipelock_image.as_deref(), |k| {
-            std::env::var(k).ok()
-        })?;
-        launcher::images::add_pipelock(engine, &image, &mut set, &mut progress).await?;
+        let image =
+            launcher::engine::images::pipelock_image(args.pipelock_image.as_deref(), |k| {
+                std::env::var(k).ok()
+            })?;
+        launcher::engine::images::add_pipelock(engine, &image, &mut set, &mut progress).await?;
     }
     let opts = PlanOptions {
         identity: identity.clone(),
@@ -296,7 +298,7 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
         workspace_mode: args.workspace,
     };
     let mut plan = plan::build(&agent, &opts)?;
-    if let Some(dockerfile) = launcher::images::agent_dockerfile(&agent_image)? {
+    if let Some(dockerfile) = launcher::engine::images::agent_dockerfile(&agent_image)? {
         plan = plan.with_current_dockerfile(&dockerfile);
     }
     // What protect mode will guard, as on disk now (the launch surveys
@@ -335,7 +337,7 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
         pipelock_image: args.pipelock_image.clone(),
         workspace: args.workspace,
         claude_code: args.claude_code.as_deref().map(|p| {
-            if p.as_os_str() == launcher::images::claude_code::NONE {
+            if p.as_os_str() == launcher::engine::images::claude_code::NONE {
                 p.to_owned()
             } else {
                 absolute(p)
@@ -472,7 +474,7 @@ pub fn start(args: &StartArgs) -> anyhow::Result<std::process::ExitCode> {
         let p = prepare(&args.bottle, Some(&engine)).await?;
         eprint!("{}", launcher::plan::preflight::render(&p.plan));
         if p.plan.container(launcher::plan::identity::Component::Supervise).is_some() {
-            eprintln!("{}", launcher::resume::build::BUILD_NETWORK_NOTICE);
+            eprintln!("{}", launcher::lifecycle::resume::build::BUILD_NETWORK_NOTICE);
         }
         if !args.yes && !confirm("start this bottle?")? {
             eprintln!("not started");
@@ -549,7 +551,7 @@ pub(crate) fn session_command(has_claude: bool, session: Session) -> (Vec<String
 pub(crate) fn no_claude() -> String {
     format!(
         "Claude Code is not installed in this agent image (no `claude` on its PATH); opening bash instead.\n{}",
-        launcher::images::claude_code::missing_hint()
+        launcher::engine::images::claude_code::missing_hint()
     )
 }
 
@@ -575,7 +577,7 @@ pub(crate) async fn attach(
         .unwrap_or_default();
     let container = bottle.agent_container();
     tokio::select! {
-        r = launcher::attach::interactive(bottle.engine(), &container, &user, &cmd) => match r {
+        r = launcher::engine::attach::interactive(bottle.engine(), &container, &user, &cmd) => match r {
             Ok(Some(code)) => std::process::ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
             Ok(None) => std::process::ExitCode::SUCCESS,
             Err(e) => {

@@ -34,7 +34,7 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 
-use crate::archive::{self, ArchiveError, Fetched};
+use crate::engine::archive::{self, ArchiveError, Fetched};
 use crate::plan::preflight::engine::EngineInfo;
 use crate::plan::{ContainerPlan, NetworkPlan, VolumePlan};
 
@@ -589,7 +589,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Extracts `tar` (entries relative to `/`, see [`crate::archive`]) in
+    /// Extracts `tar` (entries relative to `/`, see [`crate::engine::archive`]) in
     /// the container. When its root file system is read-only, the archive
     /// is split by the container's writable mounts and each part extracted
     /// there (Docker accepts uploads only into a volume or bind mount); a

@@ -10,7 +10,7 @@
 //! the first decision wins and an existing one is never replaced; audit
 //! lines are appended under an exclusive `flock`.
 //!
-//! Is not: applying anything (see [`crate::apply`]) or deciding which
+//! Is not: applying anything (see [`crate::approvals::apply`]) or deciding which
 //! bottle a proposal belongs to (see [`crate::approvals`]). The queue
 //! directory is writable from the supervise container, so everything read
 //! here is untrusted input.

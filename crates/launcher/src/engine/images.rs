@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
-use crate::docker::{DockerError, Engine};
+use crate::engine::docker::{DockerError, Engine};
 use crate::plan::identity::{Component, LABEL_COMPONENT, LABEL_MANAGED};
 
 /// The Debian suite of the base image (the host's glibc-linked release
@@ -53,13 +53,13 @@ pub const LABEL_STAGE_OF: &str = "dev.claude-bottle.stage-of";
 const RECIPE_VERSION: &str = "claude-bottle-images-v3";
 const PATH_ENV: &str = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-const DOCKERFILE_EGRESS: &str = include_str!("../../../images/egress-proxy/Dockerfile");
-const DOCKERFILE_GIT_GATE: &str = include_str!("../../../images/git-gate/Dockerfile");
-const DOCKERFILE_SUPERVISE: &str = include_str!("../../../images/supervise/Dockerfile");
-const DOCKERFILE_AGENT: &str = include_str!("../../../images/agent/Dockerfile");
-const DOCKERFILE_BASE: &str = include_str!("../../../images/base/Dockerfile");
+const DOCKERFILE_EGRESS: &str = include_str!("../../../../images/egress-proxy/Dockerfile");
+const DOCKERFILE_GIT_GATE: &str = include_str!("../../../../images/git-gate/Dockerfile");
+const DOCKERFILE_SUPERVISE: &str = include_str!("../../../../images/supervise/Dockerfile");
+const DOCKERFILE_AGENT: &str = include_str!("../../../../images/agent/Dockerfile");
+const DOCKERFILE_BASE: &str = include_str!("../../../../images/base/Dockerfile");
 /// The first stage of every sidecar image (images/sidecar-rootfs.sh).
-const SIDECAR_ROOTFS: &str = include_str!("../../../images/sidecar-rootfs.sh");
+const SIDECAR_ROOTFS: &str = include_str!("../../../../images/sidecar-rootfs.sh");
 const SIDECAR_ROOTFS_NAME: &str = "sidecar-rootfs.sh";
 
 /// Why an image could not be prepared.
@@ -78,7 +78,7 @@ pub enum ImageError {
     },
     /// The host's apt configuration names no mirror.
     #[error(transparent)]
-    Mirror(#[from] crate::apt::AptError),
+    Mirror(#[from] crate::engine::apt::AptError),
     /// debootstrap could not run or failed.
     #[error("creating base image {tag} with debootstrap: {message}")]
     Debootstrap {
@@ -894,7 +894,7 @@ async fn debootstrap_base(
 ) -> Result<(), ImageError> {
     let mirror = match &opts.mirror {
         Some(m) => m.clone(),
-        None => crate::apt::host_mirror(&opts.apt_root, SUITE)?,
+        None => crate::engine::apt::host_mirror(&opts.apt_root, SUITE)?,
     };
     let deboot_err = |message: String| ImageError::Debootstrap {
         tag: tag.to_owned(),

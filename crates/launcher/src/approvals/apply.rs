@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use manifest::routes::RouteTable;
 
-use crate::archive::{self, FileEntry};
-use crate::docker::Engine;
+use crate::engine::archive::{self, FileEntry};
+use crate::engine::docker::Engine;
 use crate::plan::{EGRESS_TOKENS_DIR, SIDECAR_UID};
 
 /// The routes file inside the egress container (as the plan starts it).

@@ -142,3 +142,42 @@ fn the_resumed_plan_options_match_the_original_start() {
     );
     assert_eq!(o.upstream_ca, None);
 }
+
+#[test]
+fn resume_tags_name_their_bottle_and_round_trip() {
+    let id = Identity::parse("dev-k3x9a").unwrap();
+    let tag = resume_image_tag(&id, "FROM x\n");
+    assert!(
+        tag.starts_with("claude-bottle/agent-resume:dev-k3x9a-"),
+        "{tag}"
+    );
+    assert_eq!(identity_of_resume_tag(&tag), Some(id.clone()));
+    assert_ne!(
+        tag,
+        resume_image_tag(&id, "FROM y\n"),
+        "a new Dockerfile, a new tag"
+    );
+    for not in [
+        "claude-bottle/agent:dev-k3x9a-0123456789ab",
+        "claude-bottle/agent-resume:dev-k3x9a",
+        "claude-bottle/agent-resume:dev-k3x9a-xyz",
+        "claude-bottle/agent-resume:Bad!-0123456789ab",
+        "claude-bottle/agent-resume-other:dev-k3x9a-0123456789ab",
+    ] {
+        assert_eq!(identity_of_resume_tag(not), None, "{not}");
+    }
+}
+
+#[test]
+fn resume_images_of_running_or_preserved_bottles_are_kept() {
+    let a = Identity::parse("dev-aaaaa").unwrap();
+    let b = Identity::parse("dev-bbbbb").unwrap();
+    let c = Identity::parse("dev-ccccc").unwrap();
+    let tags: Vec<String> = [&a, &b, &c]
+        .iter()
+        .map(|i| resume_image_tag(i, "FROM x\n"))
+        .chain(["claude-bottle/agent:latest".to_owned()])
+        .collect();
+    let gone = unneeded_resume_images(&tags, &["dev-aaaaa"], std::slice::from_ref(&b));
+    assert_eq!(gone, [resume_image_tag(&c, "FROM x\n")]);
+}

@@ -15,8 +15,7 @@
 
 use std::collections::HashMap;
 
-use crate::capability;
-use crate::docker::{DockerError, Engine};
+use crate::engine::docker::{DockerError, Engine};
 use crate::plan::identity::Identity;
 
 /// The network mode of every agent-proposed build.
@@ -47,7 +46,7 @@ pub enum BuildError {
 }
 
 /// Builds `dockerfile` for `identity` as
-/// [`capability::resume_image_tag`] with no network, `BASE` set to
+/// [`super::resume_image_tag`] with no network, `BASE` set to
 /// `base` (the local base image; nothing is pulled). Its build context is
 /// the Dockerfile and the Claude Code overlay of the default agent image
 /// (`package`, empty without one) — nothing of the operator's files.
@@ -57,11 +56,11 @@ pub async fn build_proposed(
     identity: &Identity,
     dockerfile: &str,
     base: &str,
-    package: Option<&crate::images::claude_code::Package>,
+    package: Option<&crate::engine::images::claude_code::Package>,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<String, BuildError> {
-    let tag = capability::resume_image_tag(identity, dockerfile);
-    let context = crate::images::agent_context(dockerfile, package).map_err(|source| {
+    let tag = super::resume_image_tag(identity, dockerfile);
+    let context = crate::engine::images::agent_context(dockerfile, package).map_err(|source| {
         BuildError::Context {
             tag: tag.clone(),
             source,

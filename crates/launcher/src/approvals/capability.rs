@@ -19,12 +19,13 @@ use manifest::merge::unified_diff;
 use manifest::queue::{Decision, Outcome, ProposalRequest, QUEUE_FORMAT_VERSION};
 
 use crate::approvals::preview::Baseline;
+use crate::approvals::queue;
 use crate::approvals::{self, ApprovalError, Located};
-use crate::docker::Engine;
+use crate::engine::docker::Engine;
+use crate::lifecycle::resume::{RESUME_IMAGE_REPO, identity_of_resume_tag};
+use crate::lifecycle::state::PRESERVE_MARKER;
 use crate::plan::AGENT_HOME;
 use crate::plan::identity::{Component, Identity};
-use crate::queue_ops;
-use crate::state::PRESERVE_MARKER;
 
 /// The proposed Dockerfile in the state directory.
 pub const DOCKERFILE: &str = "Dockerfile";
@@ -177,7 +178,7 @@ pub async fn approve_capability(
         reason,
     })?;
     let _lock = approvals::lock(&loc.state)?;
-    queue_ops::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
+    queue::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
     let dir = loc.state.dir();
     let (previous, _) = baseline_dockerfile(Some(engine), &loc.identity, dir).await;
     let agent = loc.identity.container_name(Component::Agent);
@@ -185,11 +186,11 @@ pub async fn approve_capability(
         .await
         .map_err(|e| ApprovalError::Unsupported(format!("{e}; nothing was decided")))?;
     // The routes approved during the session come back with the resume.
-    let egress = crate::apply::DockerEgress::new(
+    let egress = crate::approvals::apply::DockerEgress::new(
         engine.clone(),
         loc.identity.container_name(Component::Egress),
     );
-    let (routes, _) = crate::apply::live_table(loc.identity.as_str(), &egress)
+    let (routes, _) = crate::approvals::apply::live_table(loc.identity.as_str(), &egress)
         .await
         .map_err(|e| ApprovalError::Unsupported(format!("{e}; nothing was decided")))?;
     loc.state
@@ -208,7 +209,7 @@ pub async fn approve_capability(
         decided_at: jiff::Timestamp::now(),
         diff: Some(unified_diff(&previous, dockerfile)),
     };
-    queue_ops::write_decision(&loc.queue(), &decision)?;
+    queue::write_decision(&loc.queue(), &decision)?;
     Ok(CapabilityApproved {
         decision,
         transcript_saved: transcript.is_some(),
@@ -221,7 +222,7 @@ pub async fn approve_capability(
 pub async fn stop_for_resume(
     engine: &Engine,
     identity: &crate::plan::identity::Identity,
-) -> Result<(), crate::docker::DockerError> {
+) -> Result<(), crate::engine::docker::DockerError> {
     let found = crate::lifecycle::find_bottles(engine).await?;
     let pid = found
         .iter()
@@ -244,32 +245,6 @@ pub async fn stop_for_resume(
     }
     crate::lifecycle::remove_by_identity(engine, identity.as_str()).await?;
     Ok(())
-}
-
-/// Repository of the images `launcher resume` builds.
-pub const RESUME_IMAGE_REPO: &str = "claude-bottle/agent-resume";
-
-/// The tag `launcher resume` builds for `identity` from `dockerfile`:
-/// `claude-bottle/agent-resume:<identity>-<12 hex of its SHA-256>`.
-pub fn resume_image_tag(identity: &Identity, dockerfile: &str) -> String {
-    use sha2::Digest as _;
-    let hash: String = sha2::Sha256::digest(dockerfile.as_bytes())
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{RESUME_IMAGE_REPO}:{identity}-{hash}")
-}
-
-/// The bottle a resume image tag was built for, if `tag` is one
-/// ([`resume_image_tag`]'s shape).
-pub fn identity_of_resume_tag(tag: &str) -> Option<Identity> {
-    let rest = tag.strip_prefix(RESUME_IMAGE_REPO)?.strip_prefix(':')?;
-    let (identity, hash) = rest.rsplit_once('-')?;
-    if hash.len() != 12 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    Identity::parse(identity).ok()
 }
 
 /// Removes a resume image (not forced: an image a container still uses
@@ -309,24 +284,6 @@ pub async fn resume_images(engine: &Engine) -> Result<Vec<String>, String> {
     tags.sort();
     tags.dedup();
     Ok(tags)
-}
-
-/// The resume images of `tags` that no bottle needs: their bottle is not
-/// in `live` (a running resumed bottle uses its image) and has no
-/// preserved state in `preserved` (whose next resume builds a new one
-/// anyway, but the operator may want to inspect it until then).
-pub fn unneeded_resume_images(
-    tags: &[String],
-    live: &[&str],
-    preserved: &[Identity],
-) -> Vec<String> {
-    tags.iter()
-        .filter(|t| {
-            identity_of_resume_tag(t)
-                .is_some_and(|id| !live.contains(&id.as_str()) && !preserved.contains(&id))
-        })
-        .cloned()
-        .collect()
 }
 
 /// How long [`wait_until_answered`] waits for supervise by default: it

@@ -11,7 +11,7 @@ use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, Star
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
-use crate::docker::{DockerError, Engine};
+use crate::engine::docker::{DockerError, Engine};
 
 /// Restores the terminal when dropped (also on panic and early return).
 struct RawMode;
