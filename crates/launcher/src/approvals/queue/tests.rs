@@ -171,7 +171,10 @@ fn a_corrupt_proposal_cannot_be_decided() {
     std::fs::create_dir_all(q.join(PENDING)).unwrap();
     std::fs::write(q.join(format!("pending/{id}.json")), "{\"version\":1}").unwrap();
     let err = write_decision(q, &decision(id, Outcome::Rejected, "x")).unwrap_err();
-    assert!(matches!(err, QueueError::Invalid { .. }), "{err}");
+    assert!(
+        matches!(&err, QueueError::File(e) if e.invalid_file().is_some()),
+        "{err}"
+    );
 }
 
 #[test]
