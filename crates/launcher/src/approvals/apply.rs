@@ -22,6 +22,8 @@ use manifest::routes::RouteTable;
 
 use crate::engine::archive::{self, FileEntry};
 use crate::engine::docker::Engine;
+use crate::engine::{BottleEngine, Running};
+use crate::plan::identity::{Component, Identity};
 use crate::plan::{EGRESS_TOKENS_DIR, SIDECAR_UID};
 
 /// The routes file inside the egress container (as the plan starts it).
@@ -335,17 +337,21 @@ pub async fn replace_pipelock_config(
     })
 }
 
-/// The egress container of a running bottle, driven through Docker.
+/// The egress sidecar of a running bottle, driven through any engine's
+/// [`BottleEngine`] seam.
 #[derive(Clone, Debug)]
-pub struct DockerEgress {
-    engine: Engine,
-    container: String,
+pub struct SidecarEgress<E> {
+    engine: E,
+    bottle: Identity,
 }
 
-impl DockerEgress {
-    /// The egress container `container` on `engine`.
-    pub fn new(engine: Engine, container: String) -> Self {
-        Self { engine, container }
+/// The egress container of a running bottle, driven through Docker.
+pub type DockerEgress = SidecarEgress<Engine>;
+
+impl<E: BottleEngine> SidecarEgress<E> {
+    /// The egress sidecar of `bottle` on `engine`.
+    pub fn new(engine: E, bottle: Identity) -> Self {
+        Self { engine, bottle }
     }
 
     fn user() -> String {
@@ -354,34 +360,35 @@ impl DockerEgress {
 
     /// Writes one file owned by the proxy's user with `mode`.
     async fn put_file(&self, path: &str, mode: u32, contents: &str) -> Result<(), String> {
-        let tar = archive::build(&[FileEntry {
+        let file = FileEntry {
             path: path.to_owned(),
             mode,
             uid: SIDECAR_UID,
             gid: SIDECAR_UID,
             contents: contents.as_bytes().to_vec(),
-        }])
-        .map_err(|e| e.to_string())?;
+        };
         self.engine
-            .upload(&self.container, tar)
+            .copy_in(&self.bottle, Component::Egress, &[file])
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs `cmd` in egress as the proxy's own user.
+    async fn exec(&self, cmd: &[String]) -> Result<crate::engine::ExecOutput, String> {
+        self.engine
+            .exec_in(&self.bottle, Component::Egress, &Self::user(), cmd)
             .await
             .map_err(|e| e.to_string())
     }
 }
 
-impl EgressControl for DockerEgress {
+impl<E: BottleEngine> EgressControl for SidecarEgress<E> {
     async fn read_routes(&self) -> Result<String, String> {
         // Read as the proxy's own user: a file it cannot read fails here
         // too, instead of only in the reload (seed 002).
         let out = self
-            .engine
-            .exec(
-                &self.container,
-                &Self::user(),
-                &["cat".to_owned(), EGRESS_ROUTES_PATH.to_owned()],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            .exec(&["cat".to_owned(), EGRESS_ROUTES_PATH.to_owned()])
+            .await?;
         if out.code != Some(0) {
             return Err(format!(
                 "cat {EGRESS_ROUTES_PATH} exited {:?}: {}",
@@ -406,26 +413,14 @@ impl EgressControl for DockerEgress {
     }
 
     async fn reload(&self) -> Result<(), String> {
-        let opts = bollard::query_parameters::KillContainerOptionsBuilder::default()
-            .signal("SIGHUP")
-            .build();
         self.engine
-            .client()
-            .kill_container(&self.container, Some(opts))
+            .signal(&self.bottle, Component::Egress, "SIGHUP")
             .await
-            .map_err(|e| format!("signalling container {}: {e}", self.container))
+            .map_err(|e| e.to_string())
     }
 
     async fn status(&self) -> Result<EgressStatus, String> {
-        let out = self
-            .engine
-            .exec(
-                &self.container,
-                &Self::user(),
-                &crate::plan::egress_status_probe(5),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        let out = self.exec(&crate::plan::egress_status_probe(5)).await?;
         if out.code != Some(0) {
             return Err(format!(
                 "_egress.local/status: the probe exited {:?}: {}",
@@ -643,9 +638,12 @@ impl DockerPipelock {
         engine: &Engine,
         identity: &crate::plan::identity::Identity,
     ) -> Option<Self> {
-        let name = identity.container_name(crate::plan::identity::Component::Pipelock);
-        match engine.running(&name).await {
-            Ok((true, _)) => Some(Self::new(engine.clone(), name)),
+        let component = crate::plan::identity::Component::Pipelock;
+        match engine.state_of(identity, component).await {
+            Ok(Running::Yes) => Some(Self::new(
+                engine.clone(),
+                identity.container_name(component),
+            )),
             _ => None,
         }
     }

@@ -21,6 +21,7 @@ use manifest::queue::{Decision, Outcome, ProposalRequest, QUEUE_FORMAT_VERSION};
 use crate::approvals::preview::Baseline;
 use crate::approvals::queue;
 use crate::approvals::{self, ApprovalError, Located};
+use crate::engine::BottleEngine as _;
 use crate::engine::docker::Engine;
 use crate::lifecycle::resume::{RESUME_IMAGE_REPO, identity_of_resume_tag};
 use crate::lifecycle::state::PRESERVE_MARKER;
@@ -186,10 +187,7 @@ pub async fn approve_capability(
         .await
         .map_err(|e| ApprovalError::Unsupported(format!("{e}; nothing was decided")))?;
     // The routes approved during the session come back with the resume.
-    let egress = crate::approvals::apply::DockerEgress::new(
-        engine.clone(),
-        loc.identity.container_name(Component::Egress),
-    );
+    let egress = crate::approvals::apply::DockerEgress::new(engine.clone(), loc.identity.clone());
     let (routes, _) = crate::approvals::apply::live_table(loc.identity.as_str(), &egress)
         .await
         .map_err(|e| ApprovalError::Unsupported(format!("{e}; nothing was decided")))?;
@@ -223,7 +221,7 @@ pub async fn stop_for_resume(
     engine: &Engine,
     identity: &crate::plan::identity::Identity,
 ) -> Result<(), crate::engine::docker::DockerError> {
-    let found = crate::lifecycle::find_bottles(engine).await?;
+    let found = engine.bottles().await?;
     let pid = found
         .iter()
         .find(|f| f.identity == identity.as_str())
@@ -243,7 +241,7 @@ pub async fn stop_for_resume(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    crate::lifecycle::remove_by_identity(engine, identity.as_str()).await?;
+    engine.remove_bottle(identity.as_str()).await?;
     Ok(())
 }
 

@@ -286,10 +286,7 @@ pub async fn changes(
                 Ok(s) => s,
                 Err(e) => return Changes::Unavailable(e.to_string()),
             };
-            let egress = apply::DockerEgress::new(
-                engine.clone(),
-                identity.container_name(crate::plan::identity::Component::Egress),
-            );
+            let egress = apply::DockerEgress::new(engine.clone(), identity.clone());
             route_changes(identity.as_str(), &egress, &slots, r).await
         }
     }

@@ -11,7 +11,8 @@ use launcher::approvals::apply::{self, DockerEgress, DockerPipelock};
 use launcher::approvals::preview::{self, Changes, Layout};
 use launcher::approvals::routes_edit::{self, Edited};
 use launcher::approvals::{self, Located};
-use launcher::engine::docker::{DockerError, Engine};
+use launcher::engine::docker::Engine;
+use launcher::engine::{BottleEngine as _, Running};
 use launcher::lifecycle::state;
 use launcher::plan::identity::{Component, Identity};
 use manifest::queue::ProposalRequest;
@@ -133,16 +134,10 @@ fn root(flag: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
 /// Whether `identity`'s egress container runs: `Err` says what was found.
 async fn running(engine: &Engine, identity: &Identity) -> Result<(), String> {
     let name = identity.container_name(Component::Egress);
-    match engine.running(&name).await {
-        Ok((true, _)) => Ok(()),
-        Ok((false, code)) => Err(format!("its egress container {name} exited ({code:?})")),
-        Err(DockerError::InspectContainer {
-            source:
-                bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                },
-            ..
-        }) => Err(format!("no container {name} on this engine")),
+    match engine.state_of(identity, Component::Egress).await {
+        Ok(Running::Yes) => Ok(()),
+        Ok(Running::Exited(code)) => Err(format!("its egress container {name} exited ({code:?})")),
+        Ok(Running::Missing) => Err(format!("no container {name} on this engine")),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -353,10 +348,7 @@ pub fn approve(args: &ApproveArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
         ensure_running(&engine, &loc).await?;
-        let egress = DockerEgress::new(
-            engine.clone(),
-            loc.identity.container_name(Component::Egress),
-        );
+        let egress = DockerEgress::new(engine.clone(), loc.identity.clone());
         // pipelock first, when the bottle runs one (seed 002's order).
         let pipelock = DockerPipelock::of_bottle(&engine, &loc.identity).await;
         let a = approvals::approve_egress(
@@ -444,10 +436,7 @@ async fn egress_of(identity: &Identity) -> anyhow::Result<DockerEgress> {
     running(&engine, identity)
         .await
         .map_err(|why| anyhow::anyhow!("bottle {identity} is not running: {why}"))?;
-    Ok(DockerEgress::new(
-        engine,
-        identity.container_name(Component::Egress),
-    ))
+    Ok(DockerEgress::new(engine, identity.clone()))
 }
 
 fn show(identity: &Identity, format: Format) -> anyhow::Result<()> {

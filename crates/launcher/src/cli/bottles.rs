@@ -8,8 +8,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt as _;
 use launcher::engine::docker::Engine;
+use launcher::engine::{BottleEngine as _, Found};
 use launcher::lifecycle::state::{self, BottleState};
-use launcher::lifecycle::{self, Found};
 use launcher::plan::identity::{Component, Identity, LABEL_IDENTITY, LABEL_MANAGED};
 
 /// Output format of `list`.
@@ -96,7 +96,7 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
     let root = state::root(args.state_dir.as_deref(), |k| std::env::var(k).ok())?;
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
-        let found = lifecycle::find_bottles(&engine).await?;
+        let found = engine.bottles().await?;
         let live: Vec<&str> = found.iter().map(|f| f.identity.as_str()).collect();
         let preserved: Vec<Preserved> = state::leftovers(&root, &live)?
             .preserved
@@ -156,7 +156,7 @@ pub fn stop(args: &StopArgs) -> anyhow::Result<()> {
     let identity = Identity::parse(&args.identity)?;
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
-        let before: Vec<String> = lifecycle::find_bottles(&engine)
+        let before: Vec<String> = engine.bottles()
             .await?
             .into_iter()
             .filter(|f| f.identity == identity.as_str())
@@ -213,7 +213,7 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<()> {
 pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
-        let found = lifecycle::find_bottles(&engine).await?;
+        let found = engine.bottles().await?;
         let orphans: Vec<&Found> = found.iter().filter(|f| f.is_orphan()).collect();
         let live: Vec<&str> = found
             .iter()
@@ -331,7 +331,7 @@ pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
             }
         }
         for o in &orphans {
-            for r in lifecycle::remove_by_identity(&engine, &o.identity).await? {
+            for r in engine.remove_bottle(&o.identity).await? {
                 println!("removed {r}");
             }
         }

@@ -12,6 +12,7 @@ use crate::approvals::apply::{DockerEgress, DockerPipelock};
 use crate::approvals::queue;
 use crate::approvals::{self, preview};
 use crate::engine::docker::Engine;
+use crate::engine::{BottleEngine as _, Running};
 use crate::lifecycle::state::{self, BottleState};
 use crate::plan::identity::{Component, Identity};
 
@@ -91,9 +92,8 @@ async fn decide(
     };
     let loc = approvals::locate(root, id).map_err(|e| e.to_string())?;
     let engine = engine.ok_or("the Docker engine does not answer; nothing was decided")?;
-    let egress_name = loc.identity.container_name(Component::Egress);
-    match engine.running(&egress_name).await {
-        Ok((true, _)) => {}
+    match engine.state_of(&loc.identity, Component::Egress).await {
+        Ok(Running::Yes) => {}
         _ => {
             return Err(format!(
                 "bottle {} is not running; nothing was decided",
@@ -144,7 +144,7 @@ async fn decide(
                         .map_err(|e| e.to_string());
                 }
             }
-            let egress = DockerEgress::new(engine.clone(), egress_name);
+            let egress = DockerEgress::new(engine.clone(), loc.identity.clone());
             let pipelock = DockerPipelock::of_bottle(engine, &loc.identity).await;
             approvals::approve_egress(
                 &loc,
@@ -186,12 +186,10 @@ async fn snapshot(root: &Path, engine: Option<&Engine>) -> Snapshot {
         }
     };
     let found = match engine {
-        Some(e) => crate::lifecycle::find_bottles(e)
-            .await
-            .unwrap_or_else(|err| {
-                s.problems.push(format!("Docker: {err}"));
-                Vec::new()
-            }),
+        Some(e) => e.bottles().await.unwrap_or_else(|err| {
+            s.problems.push(format!("Docker: {err}"));
+            Vec::new()
+        }),
         None => {
             s.problems
                 .push("Docker: the engine does not answer; showing state only".into());

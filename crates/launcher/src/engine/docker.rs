@@ -112,6 +112,11 @@ pub enum DockerError {
         cmd: String,
         source: bollard::errors::Error,
     },
+    #[error("signalling container {name}: {source}")]
+    Signal {
+        name: String,
+        source: bollard::errors::Error,
+    },
     #[error("reading logs of container {name}: {source}")]
     Logs {
         name: String,
@@ -721,6 +726,20 @@ impl Engine {
     }
 
     /// Force-removes a container (running or not); a missing one is fine.
+    /// Sends `signal` (e.g. `SIGHUP`) to container `name`'s main process.
+    pub async fn kill(&self, name: &str, signal: &str) -> Result<(), DockerError> {
+        let opts = bollard::query_parameters::KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
+        self.docker
+            .kill_container(name, Some(opts))
+            .await
+            .map_err(|source| DockerError::Signal {
+                name: name.to_owned(),
+                source,
+            })
+    }
+
     pub async fn remove_container(&self, name: &str) -> Result<(), DockerError> {
         let opts = RemoveContainerOptionsBuilder::default()
             .force(true)
@@ -1041,6 +1060,8 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
         }
     )
 }
+
+mod bottle;
 
 #[cfg(test)]
 mod tests;

@@ -23,6 +23,8 @@ pub const LABEL_IDENTITY: &str = "dev.claude-bottle.identity";
 pub const LABEL_COMPONENT: &str = "dev.claude-bottle.component";
 /// Label holding the agent name.
 pub const LABEL_AGENT: &str = "dev.claude-bottle.agent";
+/// Label holding the launching process's pid (orphan detection).
+pub const LABEL_LAUNCHER_PID: &str = "dev.claude-bottle.launcher-pid";
 
 const SUFFIX_LEN: usize = 5;
 const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";

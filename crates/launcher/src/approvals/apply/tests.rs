@@ -451,3 +451,152 @@ proptest::proptest! {
         proptest::prop_assert!(add_pipelock_hosts(&text, &["added.test".into()]).is_ok());
     }
 }
+
+/// A fake engine behind the [`BottleEngine`] seam: one egress sidecar
+/// whose files, signals and probe answers are recorded.
+#[derive(Default)]
+struct FakeEngine {
+    files: RefCell<std::collections::BTreeMap<String, (u32, u64, String)>>,
+    signals: RefCell<Vec<(Component, String)>>,
+    execs: RefCell<Vec<(Component, String, Vec<String>)>>,
+    status_json: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("fake engine: {0}")]
+struct FakeError(String);
+
+impl BottleEngine for FakeEngine {
+    type Error = FakeError;
+
+    async fn state_of(&self, _: &Identity, _: Component) -> Result<Running, FakeError> {
+        Ok(Running::Yes)
+    }
+
+    async fn copy_in(
+        &self,
+        bottle: &Identity,
+        component: Component,
+        files: &[FileEntry],
+    ) -> Result<(), FakeError> {
+        assert_eq!(bottle.as_str(), "dev-k3x9a");
+        assert_eq!(component, Component::Egress);
+        for f in files {
+            self.files.borrow_mut().insert(
+                f.path.clone(),
+                (f.mode, f.uid, String::from_utf8_lossy(&f.contents).into()),
+            );
+        }
+        Ok(())
+    }
+
+    async fn read_from(
+        &self,
+        _: &Identity,
+        _: Component,
+        path: &str,
+        _: u64,
+    ) -> Result<Option<Vec<u8>>, FakeError> {
+        Ok(self
+            .files
+            .borrow()
+            .get(path)
+            .map(|(_, _, t)| t.clone().into_bytes()))
+    }
+
+    async fn exec_in(
+        &self,
+        _: &Identity,
+        component: Component,
+        user: &str,
+        cmd: &[String],
+    ) -> Result<crate::engine::ExecOutput, FakeError> {
+        self.execs
+            .borrow_mut()
+            .push((component, user.to_owned(), cmd.to_vec()));
+        let output = if cmd.first().map(String::as_str) == Some("cat") {
+            let files = self.files.borrow();
+            match files.get(&cmd[1]) {
+                Some((_, _, t)) => t.clone(),
+                None => return Err(FakeError(format!("no {}", cmd[1]))),
+            }
+        } else {
+            self.status_json.clone()
+        };
+        Ok(crate::engine::ExecOutput {
+            code: Some(0),
+            output,
+        })
+    }
+
+    async fn signal(
+        &self,
+        _: &Identity,
+        component: Component,
+        signal: &str,
+    ) -> Result<(), FakeError> {
+        self.signals
+            .borrow_mut()
+            .push((component, signal.to_owned()));
+        Ok(())
+    }
+
+    async fn logs_of(&self, _: &Identity, _: Component, _: usize) -> Result<String, FakeError> {
+        Ok(String::new())
+    }
+
+    async fn bottles(&self) -> Result<Vec<crate::engine::Found>, FakeError> {
+        Ok(Vec::new())
+    }
+
+    async fn remove_bottle(&self, _: &str) -> Result<Vec<String>, FakeError> {
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn egress_over_the_engine_seam_writes_as_the_sidecar_signals_and_reads_status() {
+    let engine = FakeEngine {
+        status_json: r#"{"version":"abc","missing_token_env":["EGRESS_TOKEN_2"]}"#.into(),
+        ..FakeEngine::default()
+    };
+    let egress = SidecarEgress::new(engine, Identity::parse("dev-k3x9a").unwrap());
+    let rt = rt();
+    rt.block_on(egress.write_routes("routes: []\n")).unwrap();
+    rt.block_on(egress.write_token("EGRESS_TOKEN_2", "s3cret"))
+        .unwrap();
+    assert_eq!(rt.block_on(egress.read_routes()).unwrap(), "routes: []\n");
+    rt.block_on(egress.reload()).unwrap();
+    let status = rt.block_on(egress.status()).unwrap();
+    assert_eq!(status.version, "abc");
+    assert_eq!(status.missing_token_env, ["EGRESS_TOKEN_2"]);
+
+    let e = &egress.engine;
+    let files = e.files.borrow();
+    // The routes file readable by the proxy, the token by the proxy only,
+    // both owned by the sidecar user.
+    assert_eq!(
+        files.get(EGRESS_ROUTES_PATH),
+        Some(&(0o644, SIDECAR_UID, "routes: []\n".to_owned()))
+    );
+    assert_eq!(
+        files.get(&format!("{EGRESS_TOKENS_DIR}/EGRESS_TOKEN_2")),
+        Some(&(0o400, SIDECAR_UID, "s3cret".to_owned()))
+    );
+    assert_eq!(
+        *e.signals.borrow(),
+        [(Component::Egress, "SIGHUP".to_owned())]
+    );
+    // Reads and the probe run as the proxy's user, in egress only.
+    let user = format!("{SIDECAR_UID}:{SIDECAR_UID}");
+    assert!(
+        e.execs
+            .borrow()
+            .iter()
+            .all(|(c, u, _)| *c == Component::Egress && *u == user)
+    );
+    assert_eq!(
+        e.execs.borrow().last().map(|(_, _, cmd)| cmd.clone()),
+        Some(crate::plan::egress_status_probe(5))
+    );
+}
