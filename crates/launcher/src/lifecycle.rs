@@ -28,6 +28,7 @@ pub mod state;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::engine::BottleEngine as _;
 use crate::engine::archive::{self, Fetched, FileEntry};
 use crate::engine::docker::{DockerError, Engine, ExecOutput};
 use crate::plan::identity::Component;
@@ -715,7 +716,7 @@ impl Bottle {
             .map(|c| c.user.clone())
             .unwrap_or_default();
         self.engine
-            .exec(&self.agent_container(), &agent, cmd)
+            .exec_in(&self.plan.identity, Component::Agent, &agent, cmd)
             .await
             .map_err(|source| LaunchError::Docker {
                 step: "running the command in the agent".into(),

@@ -21,7 +21,7 @@ use manifest::queue::{Decision, Outcome, ProposalRequest, QUEUE_FORMAT_VERSION};
 use crate::approvals::preview::Baseline;
 use crate::approvals::queue;
 use crate::approvals::{self, ApprovalError, Located};
-use crate::engine::BottleEngine as _;
+use crate::engine::BottleEngine;
 use crate::engine::docker::Engine;
 use crate::lifecycle::resume::{RESUME_IMAGE_REPO, identity_of_resume_tag};
 use crate::lifecycle::state::PRESERVE_MARKER;
@@ -85,21 +85,14 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ApprovalError> {
 
 /// The Dockerfile supervise serves as the bottle's current one
 /// (`plan::CURRENT_DOCKERFILE`), or `None` when it has none or cannot be read.
-pub async fn current_dockerfile(engine: &Engine, supervise: &str) -> Option<String> {
-    let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
-        .path(crate::plan::CURRENT_DOCKERFILE)
-        .build();
-    let mut stream = engine
-        .client()
-        .download_from_container(supervise, Some(opts));
-    let mut tar_bytes = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        tar_bytes.extend_from_slice(&chunk.ok()?);
-        if tar_bytes.len() > 2 * MAX_DOCKERFILE {
-            return None;
-        }
-    }
-    first_file_text(&tar_bytes)
+pub async fn current_dockerfile(engine: &impl BottleEngine, identity: &Identity) -> Option<String> {
+    let path = crate::plan::CURRENT_DOCKERFILE;
+    let limit = (2 * MAX_DOCKERFILE) as u64;
+    let bytes = engine
+        .read_from(identity, Component::Supervise, path, limit)
+        .await
+        .ok()??;
+    String::from_utf8(bytes).ok()
 }
 
 /// The Dockerfile a capability proposal is compared with (the previews
@@ -113,11 +106,10 @@ pub async fn baseline_dockerfile(
     identity: &Identity,
     dir: &Path,
 ) -> (String, Baseline) {
-    if let Some(engine) = engine {
-        let supervise = identity.container_name(Component::Supervise);
-        if let Some(text) = current_dockerfile(engine, &supervise).await {
-            return (text, Baseline::Running);
-        }
+    if let Some(engine) = engine
+        && let Some(text) = current_dockerfile(engine, identity).await
+    {
+        return (text, Baseline::Running);
     }
     match std::fs::read_to_string(dir.join(DOCKERFILE)) {
         Ok(text) => (text, Baseline::Saved),
@@ -126,19 +118,6 @@ pub async fn baseline_dockerfile(
 }
 
 /// The text of the first regular file in a tar archive.
-fn first_file_text(tar_bytes: &[u8]) -> Option<String> {
-    let mut archive = tar::Archive::new(tar_bytes);
-    for entry in archive.entries().ok()? {
-        let mut entry = entry.ok()?;
-        if entry.header().entry_type().is_file() {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut entry, &mut text).ok()?;
-            return Some(text);
-        }
-    }
-    None
-}
-
 /// Downloads the transcript directory of `agent` as a tar; `None` when
 /// the agent has none yet.
 pub async fn snapshot_transcript(engine: &Engine, agent: &str) -> Result<Option<Vec<u8>>, String> {
@@ -306,10 +285,9 @@ pub async fn wait_until_answered(
     id: &str,
     timeout: Duration,
 ) -> bool {
-    let supervise = identity.container_name(Component::Supervise);
     let deadline = Instant::now() + timeout;
     loop {
-        if let Ok(log) = engine.tail_logs(&supervise, 400).await
+        if let Ok(log) = engine.logs_of(identity, Component::Supervise, 400).await
             && log_shows_answer(&log, id)
         {
             return true;

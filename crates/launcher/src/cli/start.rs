@@ -12,9 +12,10 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use launcher::engine::docker::Engine;
 use launcher::engine::images::{AgentImage, ImageOptions, ImageSet};
+use launcher::engine::{BottleEngine as _, Running};
 use launcher::lifecycle::state::{self, BottleState, LaunchRecord, Metadata};
 use launcher::lifecycle::{self, Bottle, LABEL_LAUNCHER_PID};
-use launcher::plan::identity::Identity;
+use launcher::plan::identity::{Component, Identity};
 use launcher::plan::load::{self, Loaded};
 use launcher::plan::{self, Plan, PlanOptions};
 use manifest::{Agent, ImageSource, WorkspaceMode};
@@ -630,11 +631,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<std::process::ExitCode> {
         // The agent removed under the command (a `launcher stop` that could
         // not signal this process): a stop, not a failure.
         let stopped = failure.is_some()
-            && bottle
-                .engine()
-                .running(&bottle.agent_container())
-                .await
-                .is_err();
+            && !matches!(
+                bottle.engine().state_of(&identity, Component::Agent).await,
+                Ok(Running::Yes | Running::Exited(_))
+            );
         let mut progress = |l: &str| eprintln!("{l}");
         bottle.teardown(&mut progress).await;
         print_resume_hint(&state, &identity);

@@ -210,10 +210,10 @@ async fn snapshot(root: &Path, engine: Option<&Engine>) -> Snapshot {
         if let Some(engine) = engine
             && s.bottles.last().is_some_and(|b| b.running)
         {
-            timeline_of_egress(&mut s, engine, id, &egress).await;
+            timeline_of_egress(&mut s, engine, id).await;
             let gate = id.container_name(Component::GitGate);
             if f.is_some_and(|f| f.containers.contains_key(&gate))
-                && let Ok(text) = engine.tail_logs(&gate, LOG_TAIL).await
+                && let Ok(text) = engine.logs_of(id, Component::GitGate, LOG_TAIL).await
             {
                 s.timeline
                     .extend(text.lines().filter_map(|l| push_event(id.as_str(), l)));
@@ -341,8 +341,8 @@ pub fn summary(req: &ProposalRequest) -> String {
     }
 }
 
-async fn timeline_of_egress(s: &mut Snapshot, engine: &Engine, id: &Identity, container: &str) {
-    let Ok(text) = engine.tail_logs(container, LOG_TAIL).await else {
+async fn timeline_of_egress(s: &mut Snapshot, engine: &Engine, id: &Identity) {
+    let Ok(text) = engine.logs_of(id, Component::Egress, LOG_TAIL).await else {
         return;
     };
     for line in text.lines() {

@@ -34,22 +34,3 @@ fn the_answer_is_seen_in_text_and_json_logs_of_that_id_only() {
         format!("INFO supervise::server: proposal queued; waiting for the operator id={id}\n");
     assert!(!log_shows_answer(&queued, id), "queued is not answered");
 }
-
-#[test]
-fn the_first_file_of_a_tar_is_the_dockerfile_text() {
-    let mut builder = tar::Builder::new(Vec::new());
-    let body = b"FROM base\nRUN true\n";
-    let mut header = tar::Header::new_gnu();
-    header.set_size(body.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    builder
-        .append_data(&mut header, "Dockerfile", &body[..])
-        .unwrap();
-    let bytes = builder.into_inner().unwrap();
-    assert_eq!(
-        first_file_text(&bytes).as_deref(),
-        Some("FROM base\nRUN true\n")
-    );
-    assert_eq!(first_file_text(b"not a tar"), None);
-}
