@@ -450,9 +450,10 @@ pub fn append_line(path: &Path, record: &impl Serialize) -> Result<(), QueueErro
         .open(path)
         .map_err(err)?;
     if !existed {
-        // We created it: widen what the umask narrowed.
-        file.set_permissions(fs::Permissions::from_mode(0o666))
-            .map_err(err)?;
+        // We probably created it: widen what the umask narrowed. If the
+        // other side created it between the check and the open, it is
+        // theirs and they widen it; not being allowed to is no error.
+        let _ = file.set_permissions(fs::Permissions::from_mode(0o666));
     }
     file.lock().map_err(err)?;
     let len = file.metadata().map_err(err)?.len();
