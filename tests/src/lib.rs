@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use launcher::docker::Engine;
-use launcher::images::{AgentImage, ImageOptions, ImageSet};
+use launcher::engine::docker::Engine;
+use launcher::engine::images::{AgentImage, ImageOptions, ImageSet};
 use launcher::plan::{Attachment, Confinement, ContainerPlan};
 
 /// Set to `1` to make a missing Docker engine a failure even when skips
@@ -218,12 +218,12 @@ pub async fn prepare_images(engine: &Engine) -> ImageSet {
         mirror: None,
         apt_root: PathBuf::from("/"),
         debian_image: None,
-        claude_code: launcher::images::claude_code::Source::Skip,
+        claude_code: launcher::engine::images::claude_code::Source::Skip,
         retry_claude_code: false,
         labels: BTreeMap::new(),
     };
     let mut progress = |line: &str| eprintln!("images: {line}");
-    launcher::images::ensure(engine, &opts, &AgentImage::Default, &mut progress)
+    launcher::engine::images::ensure(engine, &opts, &AgentImage::Default, &mut progress)
         .await
         .expect("preparing images")
 }
@@ -241,7 +241,7 @@ pub fn helper_container(
     labels: BTreeMap<String, String>,
 ) -> ContainerPlan {
     ContainerPlan {
-        component: launcher::identity::Component::Agent,
+        component: launcher::plan::identity::Component::Agent,
         name: name.to_owned(),
         image: image.to_owned(),
         user: user.to_owned(),

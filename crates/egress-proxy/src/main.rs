@@ -43,7 +43,9 @@ enum LogFormat {
 ///
 /// Signals: SIGHUP re-reads the routes file (an invalid file keeps the old
 /// table; /status shows the error); SIGTERM/SIGINT stop accepting, let open
-/// connections finish for the grace period, and exit 0.
+/// connections finish for the grace period, and exit 0. With
+/// --watch-routes, a change of the file's contents reloads it the same way
+/// without a signal (a Kubernetes ConfigMap volume).
 #[derive(Debug, Parser)]
 #[command(name = "egress-proxy", version, about, long_about)]
 struct Args {
@@ -140,7 +142,8 @@ struct Args {
     )]
     dlp_exempt_hosts: Vec<String>,
     /// An opt-in checksummed detector with its own action, as ID=ACTION:
-    /// payment-card, iban or crypto-private-key = off, warn or block
+    /// payment-card, iban, crypto-private-key or bip39-mnemonic = off, warn
+    /// or block
     /// (repeatable; the environment variable takes a comma-separated list).
     #[arg(
         long = "dlp-detector",
@@ -169,6 +172,17 @@ struct Args {
         value_delimiter = ','
     )]
     resolve: Vec<String>,
+    /// Every SECONDS, read the routes file and reload it (exactly as SIGHUP
+    /// does) when its contents changed since the last load: for a file
+    /// that is replaced without a signal, e.g. a Kubernetes ConfigMap
+    /// volume. 0 (the default) watches nothing.
+    #[arg(
+        long,
+        env = "EGRESS_WATCH_ROUTES",
+        value_name = "SECONDS",
+        default_value_t = 0
+    )]
+    watch_routes: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -311,6 +325,13 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     spawn_signals(proxy.clone(), shutdown.clone())?;
+    if args.watch_routes > 0 {
+        spawn_routes_watch(
+            proxy.clone(),
+            args.routes.clone(),
+            Duration::from_secs(args.watch_routes),
+        );
+    }
     let server = tokio::spawn(egress_proxy::run(listener, proxy, shutdown.clone()));
     shutdown.cancelled().await;
     tracing::info!(
@@ -346,4 +367,35 @@ fn spawn_signals(proxy: Arc<Proxy>, shutdown: CancellationToken) -> anyhow::Resu
         }
     });
     Ok(())
+}
+
+/// Polls the routes file every `every` and reloads through the same path
+/// as SIGHUP ([`Proxy::reload`]: validate, then swap) when its bytes
+/// differ from those last seen. Polling instead of inotify: a ConfigMap
+/// volume replaces the `..data` symlink of its directory, which inotify on
+/// the file itself never reports (docs/decisions.md). A file that cannot
+/// be read (mid-update, removed) is skipped until it can; an invalid file
+/// is tried once per change and leaves the old table live, with the
+/// error in /status.
+fn spawn_routes_watch(proxy: Arc<Proxy>, path: PathBuf, every: Duration) {
+    let mut seen = std::fs::read(&path).ok();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let p = path.clone();
+            let Ok(Ok(now)) = tokio::task::spawn_blocking(move || std::fs::read(&p)).await else {
+                continue;
+            };
+            if seen.as_ref() == Some(&now) {
+                continue;
+            }
+            seen = Some(now);
+            tracing::info!(routes = %path.display(), "routes file changed: reloading");
+            let p = proxy.clone();
+            let _ = tokio::task::spawn_blocking(move || p.reload()).await;
+        }
+    });
 }

@@ -8,8 +8,15 @@
 //! proposal of a running bottle, `approved` means applied, and one apply
 //! at a time runs per bottle (an exclusive lock on `<state>/apply.lock`).
 //!
-//! Is not: the apply mechanics (see [`crate::apply`]) or queue file I/O
-//! (see [`crate::queue_ops`]).
+//! Is not: the apply mechanics (see [`apply`]) or queue file I/O (see
+//! [`queue`]).
+//!
+//! The approval loop's other parts live in this directory: what approval
+//! changes, shown before anyone decides ([`preview`], with [`agent_text`]
+//! escaping what the agent wrote), the operator's queue side ([`queue`]),
+//! making routes live in egress ([`apply`], the [`apply::EgressControl`]
+//! seam), a `capability-block` approval ([`capability`]) and the edit loop
+//! of `routes edit` / `pipelock edit` ([`routes_edit`]).
 
 use std::path::{Path, PathBuf};
 
@@ -19,14 +26,18 @@ use manifest::queue::{
 };
 use manifest::routes::RouteTable;
 
-use crate::apply::{self, ApplyError, EgressControl, PipelockMirror};
-use crate::approvals::preview::route_preview;
-use crate::identity::Identity;
-use crate::queue_ops::{self, QueueError};
-use crate::state::{self, BottleState};
+use crate::lifecycle::state::{self, BottleState};
+use crate::plan::identity::Identity;
+use apply::{ApplyError, EgressControl, PipelockMirror};
+use preview::route_preview;
+use queue::QueueError;
 
 pub mod agent_text;
+pub mod apply;
+pub mod capability;
 pub mod preview;
+pub mod queue;
+pub mod routes_edit;
 
 /// Lock file serialising applies to one bottle.
 pub const APPLY_LOCK: &str = "apply.lock";
@@ -188,7 +199,7 @@ pub fn list_pending(
             continue;
         }
         let st = BottleState::new(root, &identity);
-        let scan = queue_ops::scan(&st.queue_dir())?;
+        let scan = queue::scan(&st.queue_dir())?;
         problems.extend(scan.problems.iter().cloned());
         for p in scan.pending() {
             if p.bottle != identity.as_str() {
@@ -219,7 +230,7 @@ pub fn locate(root: &Path, id: &str) -> Result<Located, ApprovalError> {
     let ids = state::list(root).map_err(|e| ApprovalError::Unsupported(e.to_string()))?;
     for identity in ids {
         let st = BottleState::new(root, &identity);
-        if let Some(proposal) = queue_ops::read_proposal(&st.queue_dir(), &pid)? {
+        if let Some(proposal) = queue::read_proposal(&st.queue_dir(), &pid)? {
             if proposal.bottle != identity.as_str() {
                 return Err(ApprovalError::WrongBottle {
                     id: id.to_owned(),
@@ -258,7 +269,7 @@ pub fn reject(loc: &Located, note: &str) -> Result<Decision, ApprovalError> {
         decided_at: now(),
         diff: None,
     };
-    queue_ops::write_decision(&loc.queue(), &d)?;
+    queue::write_decision(&loc.queue(), &d)?;
     Ok(d)
 }
 
@@ -368,7 +379,7 @@ pub async fn approve_egress(
         proposed.auth = None;
     }
     let _lock = lock(&loc.state)?;
-    queue_ops::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
+    queue::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
     let bottle = loc.identity.as_str();
     let slots = loc
         .state
@@ -455,7 +466,7 @@ pub async fn approve_egress(
         decided_at: now(),
         diff: merged.changed.then(|| merged.diff.clone()),
     };
-    queue_ops::write_decision(&loc.queue(), &decision).map_err(|e| {
+    queue::write_decision(&loc.queue(), &decision).map_err(|e| {
         if merged.changed {
             ApprovalError::Unsupported(format!(
                 "the route is live in {bottle}'s egress proxy (version {}), but writing the decision failed: {e}. The agent has not been told; retry `launcher approve {id}` (the merge is already applied, so it only writes the decision)",
@@ -514,7 +525,7 @@ pub async fn approve_pipelock(
         return Err(invalid(format!("{host:?} names no host")));
     }
     let _lock = lock(&loc.state)?;
-    queue_ops::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
+    queue::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
     pipelock
         .mirror(std::slice::from_ref(&name))
         .await
@@ -532,7 +543,7 @@ pub async fn approve_pipelock(
         decided_at: now(),
         diff: Some(format!("pipelock api_allowlist:\n+  - {name}\n")),
     };
-    queue_ops::write_decision(&loc.queue(), &decision)?;
+    queue::write_decision(&loc.queue(), &decision)?;
     Ok(decision)
 }
 
@@ -604,7 +615,7 @@ fn record_routes_edit(
         after_version: after.to_owned(),
         diff: diff.to_owned(),
     };
-    queue_ops::append_routes_edit(&loc.queue(), &record).map_err(|e| {
+    queue::append_routes_edit(&loc.queue(), &record).map_err(|e| {
         format!(
             "the new routes are live in {} (version {after}), but recording the change in the audit log failed: {e}",
             loc.identity
@@ -676,7 +687,7 @@ pub async fn apply_edit(
         after_version: status.version.clone(),
         diff: diff.clone(),
     };
-    let audit_warning = queue_ops::append_routes_edit(&loc_queue, &record)
+    let audit_warning = queue::append_routes_edit(&loc_queue, &record)
         .err()
         .map(|e| {
             format!(
@@ -742,7 +753,7 @@ pub async fn apply_pipelock_edit(
         at: now(),
         diff: diff.clone(),
     };
-    let audit_warning = queue_ops::append_pipelock_edit(&state.queue_dir(), &record)
+    let audit_warning = queue::append_pipelock_edit(&state.queue_dir(), &record)
         .err()
         .map(|e| {
             format!(

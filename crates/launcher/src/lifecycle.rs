@@ -16,24 +16,32 @@
 //! Invariant: every object created is recorded before the next step runs,
 //! and [`Bottle::teardown`] removes them in reverse order; a failure at any
 //! step tears down what exists before the error is returned.
+//!
+//! Also here, as what a bottle is while it runs and after: its state
+//! directory on the host ([`state`]), its certificate authority ([`ca`]),
+//! and what `launcher resume` needs to start it again ([`resume`]).
+
+pub mod ca;
+pub mod resume;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::archive::{self, Fetched, FileEntry};
-use crate::ca::BottleCa;
-use crate::docker::{DockerError, Engine, ExecOutput};
-use crate::identity::{Component, LABEL_IDENTITY, LABEL_MANAGED};
+use crate::engine::BottleEngine as _;
+use crate::engine::archive::{self, Fetched, FileEntry};
+use crate::engine::docker::{DockerError, Engine, ExecOutput};
+use crate::plan::identity::Component;
+use crate::plan::preflight::engine::{in_cidr, local_ipv4_addresses};
+use crate::plan::workspace::{self, WorkspaceError};
 use crate::plan::{AGENT_UID, ContainerPlan, FileSource, INHIBIT_IPV4, Mount, Plan, WORKSPACE};
-use crate::preflight::engine::{in_cidr, local_ipv4_addresses};
-use crate::state::{BottleState, Metadata, StateError};
-use crate::workspace::{self, WorkspaceError};
+use ca::BottleCa;
+use state::{BottleState, Metadata, StateError};
 
 /// The largest trust bundle read from an agent image.
 pub const MAX_TRUST_BUNDLE: u64 = 16 * 1024 * 1024;
 
-/// Label holding the launching process's pid (orphan detection).
-pub const LABEL_LAUNCHER_PID: &str = "dev.claude-bottle.launcher-pid";
+pub use crate::plan::identity::LABEL_LAUNCHER_PID;
 
 /// How long a sidecar may take to pass its readiness check.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -64,7 +72,7 @@ pub enum LaunchError {
     State(#[from] StateError),
     /// Minting the CA failed.
     #[error("ca: {0}")]
-    Ca(#[from] crate::ca::CaError),
+    Ca(#[from] crate::lifecycle::ca::CaError),
     /// A file could not be packed for a container.
     #[error("files for {container}: {source}")]
     Archive {
@@ -708,7 +716,7 @@ impl Bottle {
             .map(|c| c.user.clone())
             .unwrap_or_default();
         self.engine
-            .exec(&self.agent_container(), &agent, cmd)
+            .exec_in(&self.plan.identity, Component::Agent, &agent, cmd)
             .await
             .map_err(|source| LaunchError::Docker {
                 step: "running the command in the agent".into(),
@@ -771,103 +779,4 @@ impl Bottle {
         }
         progress(&format!("bottle {} removed", self.plan.identity));
     }
-}
-
-/// Removes every container and network labelled with `identity`
-/// (`launcher stop`, and `cleanup` per orphaned bottle). Returns the names
-/// removed.
-pub async fn remove_by_identity(
-    engine: &Engine,
-    identity: &str,
-) -> Result<Vec<String>, DockerError> {
-    let labels = [(LABEL_MANAGED, "true"), (LABEL_IDENTITY, identity)];
-    let mut removed = Vec::new();
-    // Agent first, then sidecars, mirroring teardown order.
-    let mut containers = engine.containers_with_labels(&labels).await?;
-    containers.sort_by_key(|c| {
-        let comp = c
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(crate::identity::LABEL_COMPONENT))
-            .and_then(|s| Component::parse(s).ok());
-        std::cmp::Reverse(comp)
-    });
-    for c in containers {
-        let name = c
-            .names
-            .as_ref()
-            .and_then(|n| n.first())
-            .map(|n| n.trim_start_matches('/').to_owned())
-            .or(c.id.clone())
-            .unwrap_or_default();
-        engine.remove_container(&name).await?;
-        removed.push(name);
-    }
-    for v in engine.volumes_with_labels(&labels).await? {
-        engine.remove_volume(&v.name).await?;
-        removed.push(v.name);
-    }
-    for n in engine.networks_with_labels(&labels).await? {
-        if let Some(name) = n.name {
-            engine.remove_network(&name).await?;
-            removed.push(name);
-        }
-    }
-    Ok(removed)
-}
-
-/// A bottle found on the engine by label (for `list` and `cleanup`).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Found {
-    /// The identity.
-    pub identity: String,
-    /// The agent.
-    pub agent: String,
-    /// Containers and their state (`running`, `exited`, …).
-    pub containers: BTreeMap<String, String>,
-    /// The pid of the launcher that started it, if labelled.
-    pub launcher_pid: Option<u32>,
-}
-
-impl Found {
-    /// Whether the launcher that started this bottle is gone (same host:
-    /// no process with that pid), i.e. nothing will tear it down.
-    pub fn is_orphan(&self) -> bool {
-        match self.launcher_pid {
-            Some(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            None => true,
-        }
-    }
-}
-
-/// Every bottle with a container on the engine, by identity.
-pub async fn find_bottles(engine: &Engine) -> Result<Vec<Found>, DockerError> {
-    let mut out: BTreeMap<String, Found> = BTreeMap::new();
-    for c in engine
-        .containers_with_labels(&[(LABEL_MANAGED, "true")])
-        .await?
-    {
-        let labels = c.labels.clone().unwrap_or_default();
-        let Some(identity) = labels.get(LABEL_IDENTITY).cloned() else {
-            continue;
-        };
-        let entry = out.entry(identity.clone()).or_insert_with(|| Found {
-            identity,
-            agent: labels
-                .get(crate::identity::LABEL_AGENT)
-                .cloned()
-                .unwrap_or_default(),
-            containers: BTreeMap::new(),
-            launcher_pid: labels.get(LABEL_LAUNCHER_PID).and_then(|p| p.parse().ok()),
-        });
-        let name = c
-            .names
-            .as_ref()
-            .and_then(|n| n.first())
-            .map(|n| n.trim_start_matches('/').to_owned())
-            .unwrap_or_default();
-        let state = c.state.map(|s| s.to_string()).unwrap_or_default();
-        entry.containers.insert(name, state);
-    }
-    Ok(out.into_values().collect())
 }

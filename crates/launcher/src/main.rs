@@ -1,6 +1,7 @@
 //! `launcher`: the operator's command line for claude-bottle.
 //!
-//! Is: argument parsing and one module per command; each command loads what
+//! Is: the command tree and the dispatch, with one module per command in
+//! `cli/`; each command loads what
 //! it needs through the `launcher` library and prints for humans (or JSON
 //! with `--format json`).
 //!
@@ -12,12 +13,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod approvals_cmd;
-mod bottles;
-mod build_images;
-mod resume_cmd;
-mod start;
-mod validate;
+mod cli;
+
+use cli::{approvals, bottles, images, kubernetes, resume, start, validate};
 
 /// Run Claude Code in a bottle whose only exits are sidecars you control.
 #[derive(Debug, Parser)]
@@ -25,6 +23,12 @@ mod validate;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Where the bottle runs: the local Docker engine, or the cluster of
+    /// the current kubeconfig context (start, stop, approve).
+    #[arg(long, global = true, value_enum, default_value_t = kubernetes::Target::Docker)]
+    target: kubernetes::Target,
+    #[command(flatten)]
+    kube: kubernetes::KubeOptions,
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,27 +49,56 @@ enum Command {
     Cleanup(bottles::CleanupArgs),
     /// Prepare images (base, sidecars, agent).
     #[command(subcommand)]
-    Images(build_images::ImagesCommand),
+    Images(images::ImagesCommand),
     /// List pending proposals with what approval changes (`proposals show ID`: one whole).
-    Proposals(approvals_cmd::ProposalsArgs),
+    Proposals(approvals::ProposalsArgs),
     /// Approve a proposal; an egress route is live before the agent hears.
-    Approve(approvals_cmd::ApproveArgs),
+    Approve(approvals::ApproveArgs),
     /// Reject a proposal; the note reaches the agent.
-    Reject(approvals_cmd::RejectArgs),
+    Reject(approvals::RejectArgs),
     /// Show a bottle's live routes (`routes ID`) or edit them (`routes edit ID`).
-    Routes(approvals_cmd::RoutesArgs),
+    Routes(approvals::RoutesArgs),
     /// Edit a bottle's pipelock config (`pipelock edit ID`), validated before it is loaded.
     #[command(subcommand_required = true)]
-    Pipelock(approvals_cmd::PipelockArgs),
+    Pipelock(approvals::PipelockArgs),
     /// Terminal UI: bottles, pending proposals with a diff preview, decide, timeline.
-    Dashboard(approvals_cmd::DashboardArgs),
+    Dashboard(approvals::DashboardArgs),
     /// Rebuild and restart a bottle after a capability approval, transcripts restored.
-    Resume(resume_cmd::ResumeArgs),
+    Resume(resume::ResumeArgs),
+    /// Print a bottle's objects for another engine without touching it (`render kubernetes AGENT`).
+    #[command(subcommand)]
+    Render(kubernetes::RenderCommand),
+}
+
+/// `--target kubernetes`: the commands that run on a cluster, or an error
+/// naming the ones that do.
+fn on_kubernetes(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let k = &cli.kube;
+    match &cli.command {
+        Command::Start(args) => kubernetes::start(args, k),
+        Command::Stop(args) => kubernetes::stop(args).map(|()| ExitCode::SUCCESS),
+        Command::Approve(args) => kubernetes::approve(args, k).map(|()| ExitCode::SUCCESS),
+        Command::Render(cmd) => kubernetes::render(cmd, k).map(|()| ExitCode::SUCCESS),
+        Command::Validate(_) => Err(kubernetes::unsupported("validate")),
+        Command::Run(_) => Err(kubernetes::unsupported("run")),
+        Command::List(_) => Err(kubernetes::unsupported("list")),
+        Command::Logs(_) => Err(kubernetes::unsupported("logs")),
+        Command::Cleanup(_) => Err(kubernetes::unsupported("cleanup")),
+        Command::Images(_) => Err(kubernetes::unsupported("images")),
+        Command::Proposals(_) => Err(kubernetes::unsupported("proposals")),
+        Command::Reject(_) => Err(kubernetes::unsupported("reject")),
+        Command::Routes(_) => Err(kubernetes::unsupported("routes")),
+        Command::Pipelock(_) => Err(kubernetes::unsupported("pipelock")),
+        Command::Dashboard(_) => Err(kubernetes::unsupported("dashboard")),
+        Command::Resume(_) => Err(kubernetes::unsupported("resume")),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        _ if cli.target == kubernetes::Target::Kubernetes => on_kubernetes(&cli),
+        Command::Render(cmd) => kubernetes::render(cmd, &cli.kube).map(|()| ExitCode::SUCCESS),
         Command::Validate(args) => validate::run(args).map(|o| match o {
             validate::Outcome::Valid => ExitCode::SUCCESS,
             validate::Outcome::Invalid => ExitCode::from(1),
@@ -76,14 +109,14 @@ fn main() -> ExitCode {
         Command::Stop(args) => bottles::stop(args).map(|()| ExitCode::SUCCESS),
         Command::Logs(args) => bottles::logs(args).map(|()| ExitCode::SUCCESS),
         Command::Cleanup(args) => bottles::cleanup(args).map(|()| ExitCode::SUCCESS),
-        Command::Images(cmd) => build_images::run(cmd).map(|()| ExitCode::SUCCESS),
-        Command::Proposals(args) => approvals_cmd::proposals(args).map(|()| ExitCode::SUCCESS),
-        Command::Approve(args) => approvals_cmd::approve(args).map(|()| ExitCode::SUCCESS),
-        Command::Reject(args) => approvals_cmd::reject(args).map(|()| ExitCode::SUCCESS),
-        Command::Routes(args) => approvals_cmd::routes(args).map(|()| ExitCode::SUCCESS),
-        Command::Pipelock(args) => approvals_cmd::pipelock(args).map(|()| ExitCode::SUCCESS),
-        Command::Dashboard(args) => approvals_cmd::dashboard(args).map(|()| ExitCode::SUCCESS),
-        Command::Resume(args) => resume_cmd::resume(args),
+        Command::Images(cmd) => images::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Proposals(args) => approvals::proposals(args).map(|()| ExitCode::SUCCESS),
+        Command::Approve(args) => approvals::approve(args).map(|()| ExitCode::SUCCESS),
+        Command::Reject(args) => approvals::reject(args).map(|()| ExitCode::SUCCESS),
+        Command::Routes(args) => approvals::routes(args).map(|()| ExitCode::SUCCESS),
+        Command::Pipelock(args) => approvals::pipelock(args).map(|()| ExitCode::SUCCESS),
+        Command::Dashboard(args) => approvals::dashboard(args).map(|()| ExitCode::SUCCESS),
+        Command::Resume(args) => resume::resume(args),
     };
     match result {
         Ok(code) => code,

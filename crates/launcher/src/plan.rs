@@ -12,6 +12,20 @@
 //! Is not: I/O. No Docker, no environment, no file reads, no randomness:
 //! the identity, the workspace path and the image tags come in through the
 //! options, so the plan is unit-tested as a value.
+//!
+//! The plan layer (this directory) is everything decided before an engine
+//! is touched: finding and reading the manifest ([`load`]), the bottle's
+//! identity and object names ([`identity`]), the protect-mode survey of the
+//! workspace ([`workspace`]), the agent's skill files ([`skills`]) and the
+//! y/N summary with the engine assessment ([`preflight`]). Those read host
+//! files; none of them calls an engine, and nothing here imports
+//! `crate::engine`, `crate::lifecycle` or `crate::approvals`.
+
+pub mod identity;
+pub mod load;
+pub mod preflight;
+pub mod skills;
+pub mod workspace;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,14 +33,17 @@ use std::path::PathBuf;
 use manifest::{Agent, WorkspaceMode};
 use serde::Serialize;
 
-use crate::identity::{Component, Identity};
-use crate::preflight::engine::EngineReport;
-use crate::workspace::Guard;
+use identity::{Component, Identity};
+use preflight::engine::EngineReport;
+use workspace::Guard;
 
 /// egress-proxy's port on the internal network.
 pub const EGRESS_PORT: u16 = 9099;
 /// egress-proxy's routes file inside its container.
 pub const EGRESS_ROUTES: &str = "/etc/egress-proxy/routes.yaml";
+/// The directory egress-proxy reads token files from (`--tokens-dir`;
+/// created by `images/egress-proxy/Dockerfile`, owned by the sidecar user).
+pub const EGRESS_TOKENS_DIR: &str = "/var/lib/egress-proxy/tokens";
 /// git-gate's port on the internal network.
 pub const GIT_GATE_PORT: u16 = 9200;
 /// supervise's port on the internal network.
@@ -144,7 +161,7 @@ pub struct PlanOptions {
     /// Labels added to every object (tests put their run id here).
     pub extra_labels: BTreeMap<String, String>,
     /// Files of the agent's skill directories (found on the host by
-    /// [`crate::skills::collect`]), copied into `~/.claude/skills/<skill>/`.
+    /// [`crate::plan::skills::collect`]), copied into `~/.claude/skills/<skill>/`.
     pub skills: Vec<SkillFile>,
     /// An extra CA (PEM) egress and git-gate trust for upstreams, besides
     /// the system roots (`--upstream-ca`: a corporate proxy, or a test's
@@ -345,7 +362,7 @@ pub struct WorkspacePlan {
     /// Protect (bind mount with read-only guards) or copy.
     pub mode: WorkspaceMode,
     /// In protect mode, what is mounted read-only over the bind mount, as
-    /// the launcher found it on disk ([`crate::workspace::survey`]; filled
+    /// the launcher found it on disk ([`crate::plan::workspace::survey`]; filled
     /// in by the preflight and again at launch).
     pub guards: Vec<Guard>,
 }
@@ -719,7 +736,7 @@ pub fn build(agent: &Agent, opts: &PlanOptions) -> Result<Plan, PlanError> {
                     "--log-format".into(),
                     "json".into(),
                     "--tokens-dir".into(),
-                    crate::apply::EGRESS_TOKENS_DIR.into(),
+                    EGRESS_TOKENS_DIR.into(),
                 ]
                 .into_iter()
                 .chain(egress_dlp_args(bottle))
@@ -1065,7 +1082,7 @@ pub fn sidecar_volumes(component: Component) -> &'static [(&'static str, &'stati
     match component {
         Component::Egress => &[
             ("config", "/etc/egress-proxy"),
-            ("tokens", crate::apply::EGRESS_TOKENS_DIR),
+            ("tokens", EGRESS_TOKENS_DIR),
         ],
         Component::GitGate => &[("config", "/etc/git-gate"), ("data", "/var/lib/git-gate")],
         Component::Supervise => &[("current-config", "/etc/claude-bottle/current-config")],

@@ -1,78 +1,43 @@
 //! The file queue shared with the operator side (the launcher): proposals
 //! in `pending/`, decisions in `decisions/`, history in `audit.jsonl`.
 //!
-//! Is: the write discipline (temp file, fsync, rename, fsync the directory;
-//! files are never edited in place), reading and checking what the operator
-//! side wrote, and the audit append (one `flock`ed, fsynced line per event).
-//! The contract is `docs/queue-protocol.md`; the record types are
-//! `manifest::queue`, so both sides compile against one definition.
+//! Is: the agent side's policy over the shared file rules of
+//! `bottle-queue` (which the launcher uses too): submitting a proposal
+//! (the undecided limit, an identical request queued once, a fresh id,
+//! the proposal file then its `proposal` audit line), where a proposal
+//! stands, and recovering a missing audit line after a crash. Creating the
+//! queue with modes the operator's uid can use is done here, at open. The
+//! contract is `docs/queue-protocol.md`; the record types are
+//! `manifest::queue`.
 //!
 //! Is not: async, and not a watcher. Every call is a short blocking file
 //! operation; the server runs them on the blocking pool and polls.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::fs::{self, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+pub use bottle_queue::write_atomic;
+use bottle_queue::{QueueDir, random_base36};
 use manifest::queue::{
     AuditRecord, Decision, Proposal, ProposalId, ProposalRequest, QUEUE_FORMAT_VERSION,
 };
 
-/// Largest queue file we read (a capability proposal carries a Dockerfile of
-/// at most 256 KiB; JSON escaping can grow it).
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
-
 /// How many undecided proposals one bottle may have queued at once.
 pub const MAX_UNDECIDED: usize = 32;
-
-const PENDING: &str = "pending";
-const DECISIONS: &str = "decisions";
-const AUDIT: &str = "audit.jsonl";
 
 /// What went wrong with the queue; each message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    #[error("queue directory {path}: {cause}")]
-    Dir { path: PathBuf, cause: io::Error },
-    #[error("writing {path}: {cause}")]
-    Write { path: PathBuf, cause: io::Error },
-    #[error("reading {path}: {cause}")]
-    Read { path: PathBuf, cause: io::Error },
-    #[error("{path}: {size} bytes exceeds the {limit}-byte limit for queue files")]
-    TooLarge {
-        path: PathBuf,
-        size: u64,
-        limit: u64,
-    },
-    #[error("{path}: not a valid {what} file: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        what: &'static str,
-        reason: String,
-    },
-    #[error("{path}: queue format version {found}; this supervise understands version {expected}")]
-    Version {
-        path: PathBuf,
-        found: u32,
-        expected: u32,
-    },
-    #[error("{path}: the file names proposal {found:?} but its file name says {expected:?}")]
-    IdMismatch {
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
-    #[error("appending to the audit log {path}: {cause}")]
-    Audit { path: PathBuf, cause: io::Error },
+    /// A queue file or directory (see `bottle_queue::QueueError`).
+    #[error(transparent)]
+    File(#[from] bottle_queue::QueueError),
     #[error(
         "{count} proposals are already waiting for the operator (limit {limit}); wait for their decisions (proposal-status) before asking for more"
     )]
     TooManyPending { count: usize, limit: usize },
-    #[error("no randomness for a proposal id: {0}")]
-    Random(String),
 }
 
 /// Where a proposal stands.
@@ -103,8 +68,7 @@ pub struct Submitted {
 /// One bottle's queue directory.
 #[derive(Debug)]
 pub struct Queue {
-    pending: PathBuf,
-    decisions: PathBuf,
+    dir: QueueDir,
     audit: PathBuf,
     /// Serialises submits (duplicate detection + limit) and audit appends
     /// within this process; `flock` covers other processes.
@@ -114,22 +78,23 @@ pub struct Queue {
 impl Queue {
     /// Opens (creating if needed) the queue under `dir`.
     pub fn open(dir: &Path) -> Result<Self, QueueError> {
-        let pending = dir.join(PENDING);
-        let decisions = dir.join(DECISIONS);
+        let dir = QueueDir::new(dir);
+        let pending = dir.pending_dir();
+        let decisions = dir.decisions_dir();
         for d in [&pending, &decisions] {
-            fs::create_dir_all(d).map_err(|cause| QueueError::Dir {
+            fs::create_dir_all(d).map_err(|cause| bottle_queue::QueueError::Dir {
                 path: d.clone(),
                 cause,
             })?;
         }
         remove_stale_temp_files(&pending);
-        let audit = dir.join(AUDIT);
+        let audit = dir.audit_path();
         OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o666)
             .open(&audit)
-            .map_err(|cause| QueueError::Audit {
+            .map_err(|cause| bottle_queue::QueueError::Audit {
                 path: audit.clone(),
                 cause,
             })?;
@@ -141,8 +106,7 @@ impl Queue {
         share(&decisions, 0o777);
         share(&audit, 0o666);
         Ok(Self {
-            pending,
-            decisions,
+            dir,
             audit,
             submit_lock: Mutex::new(()),
         })
@@ -150,12 +114,12 @@ impl Queue {
 
     /// Path of the proposal file for `id`.
     pub fn proposal_path(&self, id: &ProposalId) -> PathBuf {
-        self.pending.join(format!("{id}.json"))
+        self.dir.proposal_path(id)
     }
 
     /// Path of the decision file for `id`.
     pub fn decision_path(&self, id: &ProposalId) -> PathBuf {
-        self.decisions.join(format!("{id}.json"))
+        self.dir.decision_path(id)
     }
 
     /// Path of the audit log.
@@ -200,13 +164,19 @@ impl Queue {
             justification: justification.to_owned(),
             created_at: now,
         };
-        let mut bytes = serde_json::to_vec_pretty(&proposal).map_err(|e| QueueError::Corrupt {
-            path: self.proposal_path(&proposal.id),
-            what: "proposal",
-            reason: e.to_string(),
+        let mut bytes = serde_json::to_vec_pretty(&proposal).map_err(|e| {
+            bottle_queue::QueueError::Corrupt {
+                path: self.proposal_path(&proposal.id),
+                what: "proposal",
+                reason: e.to_string(),
+            }
         })?;
         bytes.push(b'\n');
-        write_atomic(&self.pending, &format!("{}.json", proposal.id), &bytes)?;
+        write_atomic(
+            &self.dir.pending_dir(),
+            &format!("{}.json", proposal.id),
+            &bytes,
+        )?;
         self.append_audit_locked(&AuditRecord::Proposal(proposal.clone()))?;
         Ok(Submitted {
             proposal,
@@ -216,24 +186,14 @@ impl Queue {
 
     /// Reads `pending/<id>.json`; `Ok(None)` when absent.
     pub fn proposal(&self, id: &ProposalId) -> Result<Option<Proposal>, QueueError> {
-        let path = self.proposal_path(id);
-        let Some(p) = read_record::<Proposal>(&path, "proposal")? else {
-            return Ok(None);
-        };
-        check_header(&path, p.version, p.id.as_str(), id)?;
-        Ok(Some(p))
+        Ok(self.dir.proposal(id)?)
     }
 
     /// Reads `decisions/<id>.json`; `Ok(None)` when absent. A file that does
     /// not parse, has another version, or names another id is an error the
     /// caller logs; it never counts as a decision.
     pub fn decision(&self, id: &ProposalId) -> Result<Option<Decision>, QueueError> {
-        let path = self.decision_path(id);
-        let Some(d) = read_record::<Decision>(&path, "decision")? else {
-            return Ok(None);
-        };
-        check_header(&path, d.version, d.id.as_str(), id)?;
-        Ok(Some(d))
+        Ok(self.dir.decision(id)?)
     }
 
     /// Where `id` stands. A corrupt decision file is an error (the proposal
@@ -283,28 +243,16 @@ impl Queue {
     /// the rename and the append. Returns how many records were added.
     pub fn reconcile_audit(&self) -> Result<usize, QueueError> {
         let _guard = self.submit_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let file = File::open(&self.audit).map_err(|cause| QueueError::Read {
-            path: self.audit.clone(),
-            cause,
-        })?;
-        let mut seen = HashSet::new();
-        let mut skipped = 0usize;
-        for line in BufReader::new(file).split(b'\n') {
-            let line = line.map_err(|cause| QueueError::Read {
-                path: self.audit.clone(),
-                cause,
-            })?;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            match serde_json::from_slice::<AuditRecord>(&line) {
-                Ok(AuditRecord::Proposal(p)) => {
-                    seen.insert(p.id);
-                }
-                Ok(AuditRecord::Decision(_)) => {}
-                Err(_) => skipped += 1,
-            }
-        }
+        let lines = self.dir.audit_lines::<AuditRecord>()?;
+        let skipped = lines.skipped;
+        let seen: HashSet<ProposalId> = lines
+            .records
+            .into_iter()
+            .filter_map(|r| match r {
+                AuditRecord::Proposal(p) => Some(p.id),
+                AuditRecord::Decision(_) => None,
+            })
+            .collect();
         if skipped > 0 {
             tracing::warn!(path = %self.audit.display(), lines = skipped, "audit log has lines that are not audit records");
         }
@@ -327,29 +275,7 @@ impl Queue {
 
     /// Ids of `pending/*.json` files (temp files and foreign names skipped).
     fn pending_ids(&self) -> Result<Vec<ProposalId>, QueueError> {
-        let entries = fs::read_dir(&self.pending).map_err(|cause| QueueError::Dir {
-            path: self.pending.clone(),
-            cause,
-        })?;
-        let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|cause| QueueError::Dir {
-                path: self.pending.clone(),
-                cause,
-            })?;
-            let name = entry.file_name();
-            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
-                continue;
-            };
-            match ProposalId::parse(stem) {
-                Ok(id) => ids.push(id),
-                Err(_) if stem.starts_with('.') => {} // our temp files
-                Err(e) => {
-                    tracing::warn!(file = ?name, error = %e, "skipping foreign file in pending/")
-                }
-            }
-        }
-        Ok(ids)
+        Ok(self.dir.pending_ids()?)
     }
 
     /// A new id `<yyyymmdd>-<hhmmss>-<8 base36>`, unused in both directories.
@@ -357,82 +283,18 @@ impl Queue {
         let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
         for _ in 0..8 {
             let id = ProposalId::parse(&format!("{stamp}-{}", random_base36(8)?))
-                .map_err(QueueError::Random)?;
+                .map_err(bottle_queue::QueueError::Random)?;
             if !self.proposal_path(&id).exists() && !self.decision_path(&id).exists() {
                 return Ok(id);
             }
         }
-        Err(QueueError::Random("eight id collisions in a row".into()))
+        Err(bottle_queue::QueueError::Random("eight id collisions in a row".into()).into())
     }
 
     /// Appends one record; the caller holds `submit_lock`.
     fn append_audit_locked(&self, record: &AuditRecord) -> Result<(), QueueError> {
-        append_audit(&self.audit, record)
+        Ok(bottle_queue::append_line(&self.audit, record)?)
     }
-}
-
-/// Appends one JSON line to an audit log: `O_APPEND`, an exclusive `flock`
-/// held across the write (the operator side takes the same lock), a
-/// newline first if a crashed writer left a partial line, then `fsync`.
-pub fn append_audit(path: &Path, record: &AuditRecord) -> Result<(), QueueError> {
-    let err = |cause| QueueError::Audit {
-        path: path.to_owned(),
-        cause,
-    };
-    let mut line = serde_json::to_vec(record).map_err(|e| err(io::Error::other(e)))?;
-    line.push(b'\n');
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o666)
-        .open(path)
-        .map_err(err)?;
-    file.lock().map_err(err)?;
-    let len = file.metadata().map_err(err)?.len();
-    if len > 0 {
-        let mut last = [0u8; 1];
-        file.seek(SeekFrom::Start(len - 1)).map_err(err)?;
-        file.read_exact(&mut last).map_err(err)?;
-        if last[0] != b'\n' {
-            line.insert(0, b'\n');
-        }
-    }
-    file.write_all(&line).map_err(err)?;
-    file.sync_data().map_err(err)?;
-    // The lock is released when `file` closes.
-    Ok(())
-}
-
-/// Writes `dir/name` atomically: a temp file (`.name.<random>.tmp`, created
-/// exclusively, mode 0644) is written and fsynced, renamed over the target,
-/// and the directory is fsynced so the rename survives a crash. Readers
-/// never see a partial file.
-pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), QueueError> {
-    let target = dir.join(name);
-    let err = |cause| QueueError::Write {
-        path: target.clone(),
-        cause,
-    };
-    let tmp = dir.join(format!(".{name}.{}.tmp", random_base36(8)?));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        // Readable by the other side whatever the umask.
-        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, &target)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(err)
 }
 
 /// Widens the mode of a path we may own (the umask narrowed it at
@@ -463,80 +325,6 @@ fn remove_stale_temp_files(pending: &Path) {
             }
         }
     }
-}
-
-/// Reads and parses one queue file; `Ok(None)` when it does not exist.
-fn read_record<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    what: &'static str,
-) -> Result<Option<T>, QueueError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(cause) => {
-            return Err(QueueError::Read {
-                path: path.to_owned(),
-                cause,
-            });
-        }
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|cause| QueueError::Read {
-            path: path.to_owned(),
-            cause,
-        })?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(QueueError::TooLarge {
-            path: path.to_owned(),
-            size: bytes.len() as u64,
-            limit: MAX_FILE_BYTES,
-        });
-    }
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| QueueError::Corrupt {
-            path: path.to_owned(),
-            what,
-            reason: e.to_string(),
-        })
-}
-
-fn check_header(
-    path: &Path,
-    version: u32,
-    found: &str,
-    expected: &ProposalId,
-) -> Result<(), QueueError> {
-    if version != QUEUE_FORMAT_VERSION {
-        return Err(QueueError::Version {
-            path: path.to_owned(),
-            found: version,
-            expected: QUEUE_FORMAT_VERSION,
-        });
-    }
-    if found != expected.as_str() {
-        return Err(QueueError::IdMismatch {
-            path: path.to_owned(),
-            found: found.to_owned(),
-            expected: expected.to_string(),
-        });
-    }
-    Ok(())
-}
-
-/// `n` random lowercase base36 characters.
-fn random_base36(n: usize) -> Result<String, QueueError> {
-    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut buf = vec![0u8; n];
-    getrandom::fill(&mut buf).map_err(|e| QueueError::Random(e.to_string()))?;
-    // 256 % 36 = 4: the bias is negligible for an id that only needs to be
-    // unique, not secret.
-    Ok(buf
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % 36] as char)
-        .collect())
 }
 
 #[cfg(test)]

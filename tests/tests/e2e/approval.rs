@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use launcher::approvals;
-use launcher::identity::Component;
+use launcher::plan::identity::Component;
 use tests::{bin_dir, engine_or_skip, prepare_images, run_labels};
 
 use crate::{Started, sh, start_bottle, upstream, with_run};
@@ -184,7 +184,7 @@ async fn an_approved_route_is_live_without_restart_and_a_rejection_returns_the_n
         assert_ne!(after, before);
         // The audit log has the before/after of the live table.
         let queue = state.join(&identity).join("queue");
-        let edits = launcher::queue_ops::read_routes_edits(&queue).expect("audit");
+        let edits = launcher::approvals::queue::read_routes_edits(&queue).expect("audit");
         assert_eq!(edits.len(), 1, "{edits:?}");
         assert_eq!(edits[0].proposal.as_ref().map(|p| p.as_str()), Some(id.as_str()));
         assert_eq!((edits[0].before_version.as_str(), edits[0].after_version.as_str()), (before.as_str(), after.as_str()));
@@ -325,10 +325,10 @@ async fn an_approved_route_is_live_without_restart_and_a_rejection_returns_the_n
         let (ok, out) = edit(&bad);
         assert!(!ok && out.contains("invalid") && out.contains("hostname"), "{out}");
         assert_eq!(routes_version(&identity, state), live, "an invalid edit changed the live table");
-        assert_eq!(launcher::queue_ops::read_routes_edits(&queue).expect("audit").len(), 3, "an invalid edit is not audited");
+        assert_eq!(launcher::approvals::queue::read_routes_edits(&queue).expect("audit").len(), 3, "an invalid edit is not audited");
         let (ok, out) = edit(&good);
         assert!(ok, "valid edit: {out}");
-        let edits = launcher::queue_ops::read_routes_edits(&queue).expect("audit");
+        let edits = launcher::approvals::queue::read_routes_edits(&queue).expect("audit");
         assert_eq!(edits.len(), 4, "{edits:?}");
         assert_eq!(edits[1].proposal.as_ref().map(|p| p.as_str()), Some(id3.as_str()), "the grant's route");
         assert_eq!(edits[2].proposal.as_ref().map(|p| p.as_str()), Some(id4.as_str()), "the held credential's route");
@@ -349,7 +349,7 @@ async fn an_approved_route_is_live_without_restart_and_a_rejection_returns_the_n
 
 /// Polls `cmd` in `container` (as the agent user) until it exits 0.
 async fn wait_in(
-    engine: &launcher::docker::Engine,
+    engine: &launcher::engine::docker::Engine,
     container: &str,
     cmd: &str,
     secs: u64,
@@ -468,8 +468,8 @@ async fn a_capability_approval_then_resume_runs_the_new_dockerfile_with_the_tran
         // What `launcher start` records (launch.json); resume is given no
         // flags but the state root, so manifest, bin dir, offline and labels
         // come from the record.
-        launcher::state::BottleState::new(state, &identity)
-            .write_launch(&launcher::state::LaunchRecord {
+        launcher::lifecycle::state::BottleState::new(state, &identity)
+            .write_launch(&launcher::lifecycle::state::LaunchRecord {
                 manifest: Some(manifest_path.clone()),
                 bin_dir: Some(bin_dir()),
                 offline: true,
@@ -560,7 +560,7 @@ const STAND_IN_PIPELOCK_CONFIG: &str = "version: 1\nmode: strict\n\napi_allowlis
 /// network, a `/pipelock` whose `healthcheck` passes, and `config` as its
 /// config file.
 async fn start_pipelock_stand_in(
-    engine: &launcher::docker::Engine,
+    engine: &launcher::engine::docker::Engine,
     run: &str,
     name: &str,
     cmd: Vec<String>,
@@ -569,7 +569,7 @@ async fn start_pipelock_stand_in(
     use launcher::plan::{Attachment, PIPELOCK_BINARY, PIPELOCK_CONFIG};
     let mut plan = tests::helper_container(
         name,
-        &launcher::images::base_tag(),
+        &launcher::engine::images::base_tag(),
         "10001:10001",
         cmd,
         Attachment {
@@ -583,14 +583,14 @@ async fn start_pipelock_stand_in(
         .create_container(&plan, &[])
         .await
         .expect("create stand-in");
-    let file = |path: &str, mode: u32, text: &str| launcher::archive::FileEntry {
+    let file = |path: &str, mode: u32, text: &str| launcher::engine::archive::FileEntry {
         path: path.into(),
         mode,
         uid: 10001,
         gid: 10001,
         contents: text.as_bytes().to_vec(),
     };
-    let tar = launcher::archive::build(&[
+    let tar = launcher::engine::archive::build(&[
         file(
             PIPELOCK_BINARY,
             0o755,
@@ -611,7 +611,7 @@ async fn start_pipelock_stand_in(
 /// untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
-    use launcher::apply::{DockerPipelock, PipelockMirror as _};
+    use launcher::approvals::apply::{DockerPipelock, PipelockMirror as _};
     use launcher::plan::PIPELOCK_CONFIG;
     let Some(engine) =
         engine_or_skip("the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy").await
@@ -630,14 +630,14 @@ async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
             config,
         )
         .await;
-        let file = |path: &str, mode: u32, text: &str| launcher::archive::FileEntry {
+        let file = |path: &str, mode: u32, text: &str| launcher::engine::archive::FileEntry {
             path: path.into(),
             mode,
             uid: 10001,
             gid: 10001,
             contents: text.as_bytes().to_vec(),
         };
-        let started = |engine: launcher::docker::Engine, name: String| async move {
+        let started = |engine: launcher::engine::docker::Engine, name: String| async move {
             engine
                 .client()
                 .inspect_container(
@@ -694,7 +694,7 @@ async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
         assert_eq!(started(engine.clone(), name.clone()).await, second_start);
 
         // A config that is not the launcher's is refused and left alone.
-        let tar = launcher::archive::build(&[file(PIPELOCK_CONFIG, 0o644, "version: 1\n")])
+        let tar = launcher::engine::archive::build(&[file(PIPELOCK_CONFIG, 0o644, "version: 1\n")])
             .expect("archive");
         engine.upload(&name, tar).await.expect("upload");
         let err = pl
@@ -728,9 +728,9 @@ async fn the_pipelock_mirror_rewrites_the_allowlist_and_restarts_healthy() {
 /// and approvals can still extend it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelock_edit_loads_a_checked_config_and_rolls_back_one_pipelock_cannot_run() {
-    use launcher::apply::{DockerPipelock, PipelockMirror as _};
-    use launcher::identity::Identity;
+    use launcher::approvals::apply::{DockerPipelock, PipelockMirror as _};
     use launcher::plan::PIPELOCK_CONFIG;
+    use launcher::plan::identity::Identity;
     let Some(engine) = engine_or_skip(
         "pipelock_edit_loads_a_checked_config_and_rolls_back_one_pipelock_cannot_run",
     )
@@ -743,7 +743,7 @@ async fn pipelock_edit_loads_a_checked_config_and_rolls_back_one_pipelock_cannot
         let identity = Identity::mint(&manifest::AgentName::parse("e2e").expect("name")).expect("identity");
         let root = tempfile::tempdir().expect("state root");
         let state = root.path();
-        std::fs::create_dir_all(launcher::state::BottleState::new(state, &identity).queue_dir()).expect("queue");
+        std::fs::create_dir_all(launcher::lifecycle::state::BottleState::new(state, &identity).queue_dir()).expect("queue");
         let name = identity.container_name(Component::Pipelock);
         // Exits at start when its config says BREAKME; stops at once on TERM.
         let script = format!(
@@ -800,8 +800,8 @@ async fn pipelock_edit_loads_a_checked_config_and_rolls_back_one_pipelock_cannot
         assert!(ok, "{out}");
         assert!(out.contains("+  - \"pypi.org\"") && out.contains("pipelock now also allows pypi.org"), "{out}");
         assert_eq!(config().await, good);
-        let queue = launcher::state::BottleState::new(state, &identity).queue_dir();
-        let records = launcher::queue_ops::read_operator_records(&queue).expect("audit");
+        let queue = launcher::lifecycle::state::BottleState::new(state, &identity).queue_dir();
+        let records = launcher::approvals::queue::read_operator_records(&queue).expect("audit");
         assert!(
             matches!(&records[..], [manifest::queue::OperatorAuditRecord::PipelockEdit(r)] if r.diff.contains("pypi.org")),
             "{records:?}"
@@ -824,8 +824,8 @@ async fn pipelock_edit_loads_a_checked_config_and_rolls_back_one_pipelock_cannot
 /// is shared with other tests).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_lists_stale_and_preserved_states_and_removes_nothing_unconfirmed() {
-    use launcher::identity::Identity;
-    use launcher::state::{BottleState, Metadata, PRESERVE_MARKER};
+    use launcher::lifecycle::state::{BottleState, Metadata, PRESERVE_MARKER};
+    use launcher::plan::identity::Identity;
     let Some(engine) =
         engine_or_skip("cleanup_lists_stale_and_preserved_states_and_removes_nothing_unconfirmed")
             .await

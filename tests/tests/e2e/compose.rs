@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use futures_util::FutureExt as _;
-use launcher::docker::Engine;
-use launcher::identity::Component;
+use launcher::engine::docker::Engine;
+use launcher::plan::identity::Component;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use tests::{
     engine_or_skip, labelled, leftovers, prepare_images, purge, run_id, run_labels, workspace,

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
-use launcher::archive::{self, FileEntry};
-use launcher::identity::Component;
-use launcher::images::{find_superseded_images, remove_image_tag};
+use launcher::engine::archive::{self, FileEntry};
+use launcher::engine::images::{find_superseded_images, remove_image_tag};
+use launcher::plan::identity::Component;
 use sha2::{Digest, Sha256};
 use tests::{engine_or_skip, prepare_images, run_labels};
 

@@ -22,8 +22,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt as _, StreamExt as _};
-use launcher::docker::Engine;
-use launcher::images::{BASE_PACKAGES, BaseBuild, LABEL_BASE_SOURCE, base_tag};
+use launcher::engine::docker::Engine;
+use launcher::engine::images::{BASE_PACKAGES, BaseBuild, LABEL_BASE_SOURCE, base_tag};
 use tests::{
     LABEL_TEST_RUN, REQUIRE_DOCKER_ENV, engine_or_skip, images_where, prepare_images, run_labels,
 };
@@ -147,7 +147,7 @@ async fn the_base_builds_from_a_pinned_image_pulled_from_a_registry() {
             .await;
         // Whatever happened: remove what this run made.
         for image in [pushed.clone(), built.clone()] {
-            let _ = launcher::images::remove_image_tag(&engine, &image).await;
+            let _ = launcher::engine::images::remove_image_tag(&engine, &image).await;
         }
         remove_pulled(&engine, &repo).await;
         if let Err(panic) = outcome {
@@ -161,14 +161,15 @@ async fn the_base_builds_from_a_pinned_image_pulled_from_a_registry() {
 /// Removes every image pulled from `repo` (the test registry's).
 async fn remove_pulled(engine: &Engine, repo: &str) {
     for image in images_where(engine, "reference", repo, false).await {
-        let _ = launcher::images::remove_image_tag(engine, &image.id).await;
+        let _ = launcher::engine::images::remove_image_tag(engine, &image.id).await;
     }
 }
 
 /// The test proper.
 async fn check(engine: &Engine, run: &str, repo: &str, pushed: &str, built: &str) {
     // Make the image and push it.
-    let context = launcher::images::build_context(TEST_DEBIAN_DOCKERFILE, None).expect("context");
+    let context =
+        launcher::engine::images::build_context(TEST_DEBIAN_DOCKERFILE, None).expect("context");
     let mut labels: HashMap<String, String> = run_labels(run).into_iter().collect();
     labels.insert("dev.claude-bottle.managed".into(), "true".into());
     engine
@@ -207,7 +208,7 @@ async fn check(engine: &Engine, run: &str, repo: &str, pushed: &str, built: &str
         .find(|d| d.starts_with(&format!("{repo}@sha256:")))
         .expect("a digest from the push");
     // Only the registry has it now.
-    launcher::images::remove_image_tag(engine, pushed)
+    launcher::engine::images::remove_image_tag(engine, pushed)
         .await
         .expect("untag the pushed image");
     assert!(!engine.image_exists(&pinned).await.expect("exists"));
@@ -250,11 +251,11 @@ async fn check(engine: &Engine, run: &str, repo: &str, pushed: &str, built: &str
         text.contains(&format!("installing: {MARKER_PACKAGE}\n")),
         "{text}"
     );
-    let label = launcher::images::image_label(engine, built, LABEL_BASE_SOURCE)
+    let label = launcher::engine::images::image_label(engine, built, LABEL_BASE_SOURCE)
         .await
         .expect("label");
     assert_eq!(label.as_deref(), Some(pinned.as_str()));
-    let run_label = launcher::images::image_label(engine, built, LABEL_TEST_RUN)
+    let run_label = launcher::engine::images::image_label(engine, built, LABEL_TEST_RUN)
         .await
         .expect("label");
     assert_eq!(run_label.as_deref(), Some(run));

@@ -11,9 +11,9 @@ use std::io::Write as _;
 
 use bollard::query_parameters::{LogsOptionsBuilder, WaitContainerOptionsBuilder};
 use futures_util::{FutureExt as _, StreamExt as _};
-use launcher::docker::Engine;
-use launcher::identity::Component;
-use launcher::images::{AgentImage, ClaudeCodeStatus, ImageOptions, claude_code};
+use launcher::engine::docker::Engine;
+use launcher::engine::images::{AgentImage, ClaudeCodeStatus, ImageOptions, claude_code};
+use launcher::plan::identity::Component;
 use sha2::{Digest as _, Sha256};
 use tests::{LABEL_TEST_RUN, bin_dir, engine_or_skip, images_where, prepare_images, run_labels};
 
@@ -116,7 +116,7 @@ async fn claude_code_from_a_tarball_runs_as_the_agent_user_and_is_root_owned() {
             labels: run_labels(&run),
         };
         let mut progress = |l: &str| eprintln!("images: {l}");
-        let set = launcher::images::ensure(&engine, &opts, &AgentImage::Default, &mut progress)
+        let set = launcher::engine::images::ensure(&engine, &opts, &AgentImage::Default, &mut progress)
             .await
             .expect("build with the tarball");
         let tag = set.tags[&Component::Agent].clone();
@@ -127,7 +127,7 @@ async fn claude_code_from_a_tarball_runs_as_the_agent_user_and_is_root_owned() {
             let engine = engine.clone();
             let tag = tag.clone();
             let k = k.to_owned();
-            async move { launcher::images::image_label(&engine, &tag, &k).await.expect("inspect") }
+            async move { launcher::engine::images::image_label(&engine, &tag, &k).await.expect("inspect") }
         };
         assert_eq!(label(claude_code::LABEL_SHA256).await, Some(sha));
         assert_eq!(label(LABEL_TEST_RUN).await, Some(run.clone()));
@@ -154,7 +154,7 @@ async fn claude_code_from_a_tarball_runs_as_the_agent_user_and_is_root_owned() {
         .await;
         // Nothing of this run stays: the image carries the run's label.
         let mine = images_where(&engine, "label", &format!("{LABEL_TEST_RUN}={run}"), false).await;
-        launcher::images::remove_image_tag(&engine, &tag)
+        launcher::engine::images::remove_image_tag(&engine, &tag)
             .await
             .expect("remove the run's image");
         if let Err(panic) = checks {

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::CreateContainerOptionsBuilder;
-use launcher::docker::Engine;
-use launcher::identity::Component;
-use launcher::images::LABEL_STAGE_OF;
+use launcher::engine::docker::Engine;
+use launcher::engine::images::LABEL_STAGE_OF;
+use launcher::plan::identity::Component;
 use tests::{
     archive_of, bin_dir, engine_or_skip, images_where, mode_and_owner, prepare_images, run_labels,
 };

@@ -20,11 +20,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use futures_util::FutureExt as _;
-use launcher::docker::Engine;
-use launcher::identity::{Component, Identity};
+use launcher::engine::BottleEngine as _;
+use launcher::engine::docker::Engine;
+use launcher::lifecycle::state::{BottleState, Metadata};
 use launcher::lifecycle::{self, Bottle, LABEL_LAUNCHER_PID};
+use launcher::plan::identity::{Component, Identity};
 use launcher::plan::{self, PlanOptions};
-use launcher::state::{BottleState, Metadata};
 use tests::{LABEL_TEST_RUN, engine_or_skip, leftovers, prepare_images, purge, run_id, run_labels};
 
 const MANIFEST: &str = r#"
@@ -74,7 +75,7 @@ struct Started {
 
 async fn start_bottle(
     engine: &Engine,
-    images: &launcher::images::ImageSet,
+    images: &launcher::engine::images::ImageSet,
     run: &str,
     upstream_ca: Option<String>,
     token: &str,
@@ -85,7 +86,7 @@ async fn start_bottle(
 
 async fn start_bottle_of(
     engine: &Engine,
-    images: &launcher::images::ImageSet,
+    images: &launcher::engine::images::ImageSet,
     run: &str,
     manifest_text: &str,
     agent_name: &str,
@@ -102,7 +103,7 @@ async fn start_bottle_of(
 /// applied to its plan options (workspace, upstream CA, …).
 pub(crate) async fn start_bottle_with(
     engine: &Engine,
-    images: &launcher::images::ImageSet,
+    images: &launcher::engine::images::ImageSet,
     run: &str,
     manifest_text: &str,
     agent_name: &str,
@@ -128,9 +129,10 @@ pub(crate) async fn start_bottle_with(
         workspace_mode: None,
     };
     tweak(&mut opts);
-    let dockerfile = launcher::images::agent_dockerfile(&launcher::images::AgentImage::Default)
-        .expect("default Dockerfile")
-        .expect("embedded");
+    let dockerfile =
+        launcher::engine::images::agent_dockerfile(&launcher::engine::images::AgentImage::Default)
+            .expect("default Dockerfile")
+            .expect("embedded");
     let plan = plan::build(agent, &opts)
         .expect("plan")
         .with_current_dockerfile(&dockerfile);
@@ -369,13 +371,14 @@ async fn an_orphan_probe_refuses_and_cleanup_removes_planted_orphans() {
         );
 
         // cleanup: find it as an orphan and remove it by label.
-        let found = lifecycle::find_bottles(&engine).await.expect("find");
+        let found = engine.bottles().await.expect("find");
         let mine = found
             .iter()
             .find(|f| f.identity == identity.as_str())
             .expect("planted bottle found");
         assert!(mine.is_orphan());
-        let removed = lifecycle::remove_by_identity(&engine, identity.as_str())
+        let removed = engine
+            .remove_bottle(identity.as_str())
             .await
             .expect("remove");
         assert_eq!(

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use launcher::identity::Component;
+use launcher::plan::identity::Component;
 use launcher::plan::{PIPELOCK_CA_KEY, PIPELOCK_CONFIG};
 use tests::{engine_or_skip, leftovers, prepare_images, run_labels};
 
@@ -114,8 +114,8 @@ const STUB_DOCKERFILE: &str =
     "ARG BASE\nFROM ${BASE}\nCOPY pipelock /pipelock\nENTRYPOINT [\"/pipelock\"]\nCMD []\n";
 
 /// Builds the stand-in image over the agent image (offline, cached by tag).
-async fn stub_image(engine: &launcher::docker::Engine, agent_image: &str) -> String {
-    let tag = launcher::images::content_tag(
+async fn stub_image(engine: &launcher::engine::docker::Engine, agent_image: &str) -> String {
+    let tag = launcher::engine::images::content_tag(
         Component::Pipelock,
         agent_image,
         STUB_DOCKERFILE,
@@ -125,9 +125,11 @@ async fn stub_image(engine: &launcher::docker::Engine, agent_image: &str) -> Str
     if engine.image_exists(&tag).await.expect("inspect stub image") {
         return tag;
     }
-    let context =
-        launcher::images::build_context(STUB_DOCKERFILE, Some(("pipelock", STUB.as_bytes())))
-            .expect("stub build context");
+    let context = launcher::engine::images::build_context(
+        STUB_DOCKERFILE,
+        Some(("pipelock", STUB.as_bytes())),
+    )
+    .expect("stub build context");
     let args = HashMap::from([("BASE".to_owned(), agent_image.to_owned())]);
     engine
         .build_image(context, &tag, args, HashMap::new(), &mut |l| {
@@ -289,7 +291,7 @@ pub(crate) const CANARIES_ENV: &str = "CLAUDE_BOTTLE_RUN_CANARIES";
 /// passes, egress starts chained to it, everything tears down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_the_pinned_pipelock_image_pulls_and_starts() {
-    let image = match launcher::images::pipelock_image(None, |k| std::env::var(k).ok()) {
+    let image = match launcher::engine::images::pipelock_image(None, |k| std::env::var(k).ok()) {
         Ok(i) => i,
         Err(e) => panic!("the pipelock image setting is invalid: {e}"),
     };
@@ -304,7 +306,7 @@ async fn canary_the_pinned_pipelock_image_pulls_and_starts() {
         return;
     };
     let mut images = prepare_images(&engine).await;
-    launcher::images::add_pipelock(Some(&engine), &image, &mut images, &mut |l| {
+    launcher::engine::images::add_pipelock(Some(&engine), &image, &mut images, &mut |l| {
         eprintln!("pull: {l}")
     })
     .await

@@ -12,8 +12,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use launcher::docker::Engine;
-use launcher::identity::{Component, Identity};
+use launcher::engine::BottleEngine as _;
+use launcher::engine::docker::Engine;
+use launcher::plan::identity::{Component, Identity};
 use sha2::Digest as _;
 use tests::{
     LABEL_TEST_RUN, bin_dir, engine_or_skip, leftovers, prepare_images, run_id, run_labels,
@@ -287,13 +288,13 @@ async fn an_approved_dockerfile_builds_with_no_network() {
     let nonce = run_id();
     let identity = Identity::parse(&format!("probe-{}", &nonce[..5])).expect("identity");
     let dockerfile = probe_dockerfile(port, &nonce);
-    let base = launcher::images::base_tag();
+    let base = launcher::engine::images::base_tag();
 
     // Control: the same RUN step on the engine's default network reaches
     // the listener, so the probe can see a wall that is not there.
     let control_tag = format!("claude-bottle/e2e-probe:{nonce}");
     let mut control_log = Vec::new();
-    let context = launcher::images::build_context(&dockerfile, None).expect("context");
+    let context = launcher::engine::images::build_context(&dockerfile, None).expect("context");
     engine
         .build_image(
             context,
@@ -304,7 +305,7 @@ async fn an_approved_dockerfile_builds_with_no_network() {
         )
         .await
         .expect("control build");
-    let _ = launcher::capability::remove_resume_image(&engine, &control_tag).await;
+    let _ = launcher::approvals::capability::remove_resume_image(&engine, &control_tag).await;
     let control = control_log.join("\n");
     assert!(
         control.contains("probe-result 0"),
@@ -317,7 +318,7 @@ async fn an_approved_dockerfile_builds_with_no_network() {
 
     // The approved Dockerfile, built the way `launcher resume` builds it.
     let mut log = Vec::new();
-    let tag = launcher::resume::build::build_proposed(
+    let tag = launcher::lifecycle::resume::build::build_proposed(
         &engine,
         &identity,
         &dockerfile,
@@ -327,7 +328,7 @@ async fn an_approved_dockerfile_builds_with_no_network() {
     )
     .await
     .expect("the proposed image builds");
-    let _ = launcher::capability::remove_resume_image(&engine, &tag).await;
+    let _ = launcher::approvals::capability::remove_resume_image(&engine, &tag).await;
     let log = log.join("\n");
     assert!(
         log.contains("probe-gateway []") && log.contains("probe-result"),
@@ -379,9 +380,11 @@ async fn approved_routes_survive_a_resume() {
         let df = launcher::plan::CURRENT_DOCKERFILE;
         let (code, current) = in_agent(&engine, &identity, &format!("cat {df}")).await;
         assert_eq!(code, Some(0), "{current}");
-        let embedded = launcher::images::agent_dockerfile(&launcher::images::AgentImage::Default)
-            .expect("default Dockerfile")
-            .expect("embedded");
+        let embedded = launcher::engine::images::agent_dockerfile(
+            &launcher::engine::images::AgentImage::Default,
+        )
+        .expect("default Dockerfile")
+        .expect("embedded");
         assert_eq!(current, embedded);
         for write in [
             format!("echo x >> {df}"),
@@ -586,7 +589,7 @@ async fn launcher_stop_ends_a_waiting_run_cleanly() {
         let (rx, _) = wait_line(rx, "agent: ready", 300).await;
         let deadline = Instant::now() + Duration::from_secs(60);
         let identity = loop {
-            let found = launcher::lifecycle::find_bottles(&engine).await.expect("find");
+            let found = engine.bottles().await.expect("find");
             let mine = tests::labelled(&engine, LABEL_TEST_RUN, &run).await;
             if let Some(f) = found.iter().find(|f| f.containers.keys().any(|c| mine.iter().any(|m| m.trim_start_matches('/') == c))) {
                 break Identity::parse(&f.identity).expect("identity");

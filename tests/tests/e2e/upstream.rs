@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use launcher::docker::Engine;
+use launcher::engine::docker::Engine;
 use launcher::plan::Attachment;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
@@ -151,7 +151,7 @@ pub async fn start(
 ) -> String {
     let plan = tests::helper_container(
         name,
-        &launcher::images::base_tag(),
+        &launcher::engine::images::base_tag(),
         "0:0",
         vec!["python3".into(), "/srv/server.py".into()],
         Attachment {
@@ -164,14 +164,14 @@ pub async fn start(
         .create_container(&plan, &[])
         .await
         .expect("create fake upstream");
-    let file = |path: &str, text: &str| launcher::archive::FileEntry {
+    let file = |path: &str, text: &str| launcher::engine::archive::FileEntry {
         path: path.into(),
         mode: 0o644,
         uid: 0,
         gid: 0,
         contents: text.as_bytes().to_vec(),
     };
-    let tar = launcher::archive::build(&[
+    let tar = launcher::engine::archive::build(&[
         file("/srv/server.py", SERVER),
         file("/srv/cert.pem", &pki.leaf_pem),
         file("/srv/key.pem", &pki.leaf_key_pem),

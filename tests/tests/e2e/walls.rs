@@ -27,9 +27,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use launcher::docker::Engine;
-use launcher::identity::Component;
+use launcher::engine::docker::Engine;
 use launcher::plan::PlanOptions;
+use launcher::plan::identity::Component;
 use manifest::WorkspaceMode;
 use tests::{engine_or_skip, prepare_images, run_labels};
 
@@ -54,12 +54,13 @@ agents:
 const SUID_DOCKERFILE: &str = "ARG BASE\nFROM ${BASE}\nUSER root\nRUN cp /usr/bin/python3 /usr/local/bin/python3-suid && chown 0:0 /usr/local/bin/python3-suid && chmod 4755 /usr/local/bin/python3-suid\nUSER 1000:1000\n";
 
 async fn suid_image(engine: &Engine, agent_image: &str) -> String {
-    let tag = launcher::images::content_tag(Component::Agent, agent_image, SUID_DOCKERFILE, b"")
-        .replace("claude-bottle/", "claude-bottle-e2e/suid-");
+    let tag =
+        launcher::engine::images::content_tag(Component::Agent, agent_image, SUID_DOCKERFILE, b"")
+            .replace("claude-bottle/", "claude-bottle-e2e/suid-");
     if engine.image_exists(&tag).await.expect("inspect image") {
         return tag;
     }
-    let context = launcher::images::build_context(SUID_DOCKERFILE, None).expect("context");
+    let context = launcher::engine::images::build_context(SUID_DOCKERFILE, None).expect("context");
     let args = HashMap::from([("BASE".to_owned(), agent_image.to_owned())]);
     engine
         .build_image(context, &tag, args, HashMap::new(), &mut |l| {
@@ -167,7 +168,7 @@ impl Drop for HostTraps {
 /// agent's interface as scope.
 fn host_addresses() -> (Vec<String>, Vec<String>) {
     let fib = std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default();
-    let v4 = launcher::preflight::engine::local_ipv4_addresses(&fib)
+    let v4 = launcher::plan::preflight::engine::local_ipv4_addresses(&fib)
         .into_iter()
         .filter(|ip| !ip.is_loopback())
         .map(|ip| ip.to_string())
@@ -355,8 +356,9 @@ async fn the_agent_reaches_nothing_but_its_sidecars() {
     images
         .tags
         .insert(Component::Agent, suid_image(&engine, &agent_image).await);
-    let report = launcher::preflight::engine::assess(&engine.info().await.expect("engine info"))
-        .expect("this engine is supported");
+    let report =
+        launcher::plan::preflight::engine::assess(&engine.info().await.expect("engine info"))
+            .expect("this engine is supported");
     with_run(engine.clone(), |run| async move {
         let traps = HostTraps::start().await;
         let (logger, logger_ip) = dns_logger_container(&engine, &run, &agent_image).await;
@@ -616,7 +618,7 @@ fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
 /// A bottle of the `plain` agent working in `root` in `mode`.
 async fn start_in(
     engine: &Engine,
-    images: &launcher::images::ImageSet,
+    images: &launcher::engine::images::ImageSet,
     run: &str,
     root: &Path,
     mode: WorkspaceMode,

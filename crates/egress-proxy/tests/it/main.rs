@@ -19,4 +19,5 @@ mod reload;
 mod ssrf;
 mod streaming;
 mod third_client;
+mod watch;
 mod websocket;

@@ -20,7 +20,7 @@ use manifest::routes::RouteTable;
 
 use super::Pending;
 use super::agent_text::{self, Excerpt};
-use crate::apply::{self, EgressControl};
+use crate::approvals::apply::{self, EgressControl};
 
 /// A credential an approval would send to a host that does not carry it
 /// now (found by comparing the tables, so any route change that attaches
@@ -249,8 +249,8 @@ pub async fn route_changes(
 /// What approving `p` changes, read from Docker (`engine`) when its bottle
 /// is `running`.
 pub async fn changes(
-    engine: Option<&crate::docker::Engine>,
-    state: &crate::state::BottleState,
+    engine: Option<&crate::engine::docker::Engine>,
+    state: &crate::lifecycle::state::BottleState,
     p: &Pending,
     running: bool,
 ) -> Changes {
@@ -259,7 +259,8 @@ pub async fn changes(
     match &p.proposal.request {
         ProposalRequest::Capability { dockerfile } => {
             let (current, baseline) =
-                crate::capability::baseline_dockerfile(engine, identity, state.dir()).await;
+                crate::approvals::capability::baseline_dockerfile(engine, identity, state.dir())
+                    .await;
             Changes::Dockerfile(dockerfile_preview(&current, baseline, dockerfile))
         }
         ProposalRequest::Pipelock { host } => {
@@ -285,10 +286,7 @@ pub async fn changes(
                 Ok(s) => s,
                 Err(e) => return Changes::Unavailable(e.to_string()),
             };
-            let egress = apply::DockerEgress::new(
-                engine.clone(),
-                identity.container_name(crate::identity::Component::Egress),
-            );
+            let egress = apply::DockerEgress::new(engine.clone(), identity.clone());
             route_changes(identity.as_str(), &egress, &slots, r).await
         }
     }

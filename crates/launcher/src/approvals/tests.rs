@@ -3,9 +3,9 @@ use std::path::Path;
 use manifest::queue::{EgressAuthRequest, EgressRequest, Outcome, ProposalRequest};
 
 use super::*;
-use crate::apply::NoPipelock;
-use crate::apply::tests::{BASE, FakeEgress};
-use crate::queue_ops::tests::{proposal, put_proposal};
+use crate::approvals::apply::NoPipelock;
+use crate::approvals::apply::tests::{BASE, FakeEgress};
+use crate::approvals::queue::tests::{proposal, put_proposal};
 
 const BOTTLE: &str = "dev-k3x9a";
 const ID: &str = "20261123-140509-aaaaaaaa";
@@ -68,7 +68,7 @@ fn approving_applies_then_writes_the_decision_with_the_diff() {
             .unwrap()
             .version_hash()
     );
-    let d = queue_ops::read_decision(&loc.queue(), &loc.proposal.id)
+    let d = queue::read_decision(&loc.queue(), &loc.proposal.id)
         .unwrap()
         .unwrap();
     assert_eq!(d.outcome, Outcome::Approved);
@@ -178,7 +178,7 @@ fn a_new_credential_is_refused_with_both_ways_out_and_nothing_changes() {
     assert!(msg.contains("$EXAMPLE_TOKEN"), "{msg}");
     assert!(eg.writes.borrow().is_empty());
     assert!(
-        queue_ops::read_decision(&loc.queue(), &loc.proposal.id)
+        queue::read_decision(&loc.queue(), &loc.proposal.id)
             .unwrap()
             .is_none()
     );
@@ -208,7 +208,7 @@ fn a_failed_apply_writes_no_decision() {
     let err = approve(&loc, &eg, false).unwrap_err();
     assert!(err.to_string().contains("live table is unchanged"), "{err}");
     assert!(
-        queue_ops::read_decision(&loc.queue(), &loc.proposal.id)
+        queue::read_decision(&loc.queue(), &loc.proposal.id)
             .unwrap()
             .is_none()
     );
@@ -300,7 +300,7 @@ fn an_applied_approval_records_before_and_after_ahead_of_its_decision() {
     let eg = FakeEgress::with(BASE);
     let a = approve(&loc, &eg, false).unwrap();
     assert_eq!(a.audit_warning, None);
-    let edits = queue_ops::read_routes_edits(&loc.queue()).unwrap();
+    let edits = queue::read_routes_edits(&loc.queue()).unwrap();
     assert_eq!(edits.len(), 1);
     let r = &edits[0];
     assert_eq!(r.bottle, BOTTLE);
@@ -310,7 +310,7 @@ fn an_applied_approval_records_before_and_after_ahead_of_its_decision() {
     assert_ne!(r.before_version, r.after_version);
     assert_eq!(Some(&r.diff), a.decision.diff.as_ref());
     // The routes_edit line comes before the decision line.
-    let text = std::fs::read_to_string(loc.queue().join(queue_ops::AUDIT)).unwrap();
+    let text = std::fs::read_to_string(loc.queue().join(queue::AUDIT)).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].contains("\"routes_edit\""), "{text}");
     assert!(lines[1].contains("\"decision\""), "{text}");
@@ -321,11 +321,7 @@ fn approvals_that_change_nothing_or_fail_record_no_routes_edit() {
     let root = tempfile::tempdir().unwrap();
     let loc = setup(root.path(), &proposal(ID, BOTTLE, "api.github.com"));
     approve(&loc, &FakeEgress::with(BASE), false).unwrap();
-    assert!(
-        queue_ops::read_routes_edits(&loc.queue())
-            .unwrap()
-            .is_empty()
-    );
+    assert!(queue::read_routes_edits(&loc.queue()).unwrap().is_empty());
 
     let root = tempfile::tempdir().unwrap();
     let loc = setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
@@ -356,11 +352,7 @@ fn approvals_that_change_nothing_or_fail_record_no_routes_edit() {
         .expect("bounded")
         .unwrap_err();
     assert!(err.to_string().contains("did not load"), "{err}");
-    assert!(
-        queue_ops::read_routes_edits(&loc.queue())
-            .unwrap()
-            .is_empty()
-    );
+    assert!(queue::read_routes_edits(&loc.queue()).unwrap().is_empty());
 }
 
 #[test]
@@ -384,7 +376,7 @@ fn a_manual_edit_is_applied_and_audited_with_both_versions() {
     assert_eq!(done.status.version, t.version_hash());
     assert!(done.diff.contains("+  - host: added.test"), "{}", done.diff);
     assert_eq!(done.audit_warning, None);
-    let edits = queue_ops::read_routes_edits(&loc.queue()).unwrap();
+    let edits = queue::read_routes_edits(&loc.queue()).unwrap();
     assert_eq!(edits.len(), 1);
     assert_eq!(edits[0].proposal, None);
     assert_eq!(edits[0].before_version, version_of(BASE));
@@ -392,7 +384,7 @@ fn a_manual_edit_is_applied_and_audited_with_both_versions() {
     assert_eq!(edits[0].diff, done.diff);
     // Nothing was decided by an edit.
     assert!(
-        queue_ops::read_decision(&loc.queue(), &loc.proposal.id)
+        queue::read_decision(&loc.queue(), &loc.proposal.id)
             .unwrap()
             .is_none()
     );
@@ -425,11 +417,7 @@ fn an_edit_of_a_table_that_changed_meanwhile_is_refused() {
         "{err}"
     );
     assert!(eg.writes.borrow().is_empty(), "nothing written");
-    assert!(
-        queue_ops::read_routes_edits(&loc.queue())
-            .unwrap()
-            .is_empty()
-    );
+    assert!(queue::read_routes_edits(&loc.queue()).unwrap().is_empty());
 }
 
 fn pipelock_proposal(host: &str) -> Proposal {
@@ -488,7 +476,7 @@ fn a_failed_or_invalid_pipelock_approval_decides_nothing() {
         "{msg}"
     );
     assert!(
-        queue_ops::read_decision(&loc.queue(), &loc.proposal.id)
+        queue::read_decision(&loc.queue(), &loc.proposal.id)
             .unwrap()
             .is_none()
     );
@@ -633,7 +621,7 @@ fn a_credential_the_bottle_holds_goes_to_a_new_host_only_by_grant() {
     assert!(msg.contains("--grant GITHUB_TOKEN"), "{msg}");
     assert!(eg.writes.borrow().is_empty() && eg.tokens.borrow().is_empty());
     assert!(
-        queue_ops::read_decision(&loc.queue(), &loc.proposal.id)
+        queue::read_decision(&loc.queue(), &loc.proposal.id)
             .unwrap()
             .is_none()
     );
@@ -776,15 +764,15 @@ fn a_failed_token_write_changes_nothing() {
     );
     assert!(eg.writes.borrow().is_empty());
     assert!(
-        queue_ops::read_decision(&loc.queue(), &loc.proposal.id)
+        queue::read_decision(&loc.queue(), &loc.proposal.id)
             .unwrap()
             .is_none()
     );
     assert!(loc.state.token_slots().unwrap().is_empty());
 }
 
-fn pipelock_with(text: &str) -> crate::apply::tests::FakePipelock {
-    crate::apply::tests::FakePipelock {
+fn pipelock_with(text: &str) -> crate::approvals::apply::tests::FakePipelock {
+    crate::approvals::apply::tests::FakePipelock {
         config: std::cell::RefCell::new(text.to_owned()),
         ..Default::default()
     }
@@ -792,7 +780,7 @@ fn pipelock_with(text: &str) -> crate::apply::tests::FakePipelock {
 
 #[test]
 fn a_pipelock_edit_goes_live_and_is_audited_with_its_diff() {
-    use crate::apply::tests::PIPELOCK_CONFIG_TEXT as LIVE;
+    use crate::approvals::apply::tests::PIPELOCK_CONFIG_TEXT as LIVE;
     let root = tempfile::tempdir().unwrap();
     let loc = setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
     let pl = pipelock_with(LIVE);
@@ -811,7 +799,7 @@ fn a_pipelock_edit_goes_live_and_is_audited_with_its_diff() {
     assert_eq!(done.added, ["pypi.org"]);
     assert_eq!(done.removed, ["example.com"]);
     assert!(done.diff.contains("+  - \"pypi.org\""), "{}", done.diff);
-    let records = queue_ops::read_operator_records(&loc.queue()).unwrap();
+    let records = queue::read_operator_records(&loc.queue()).unwrap();
     let [manifest::queue::OperatorAuditRecord::PipelockEdit(r)] = &records[..] else {
         panic!("{records:?}")
     };
@@ -823,7 +811,7 @@ fn a_pipelock_edit_goes_live_and_is_audited_with_its_diff() {
 
 #[test]
 fn a_pipelock_edit_of_a_config_that_changed_meanwhile_or_fails_changes_nothing() {
-    use crate::apply::tests::PIPELOCK_CONFIG_TEXT as LIVE;
+    use crate::approvals::apply::tests::PIPELOCK_CONFIG_TEXT as LIVE;
     let root = tempfile::tempdir().unwrap();
     let loc = setup(root.path(), &proposal(ID, BOTTLE, "docs.example.com"));
     // An approval mirrored a host while the operator edited.
@@ -847,7 +835,7 @@ fn a_pipelock_edit_of_a_config_that_changed_meanwhile_or_fails_changes_nothing()
     );
     assert!(pl.loads.borrow().is_empty());
     // pipelock unhealthy with the edit: the old config is back, nothing audited.
-    let pl = crate::apply::tests::FakePipelock {
+    let pl = crate::approvals::apply::tests::FakePipelock {
         unhealthy_with: Some("audit"),
         ..pipelock_with(LIVE)
     };
@@ -863,7 +851,7 @@ fn a_pipelock_edit_of_a_config_that_changed_meanwhile_or_fails_changes_nothing()
     assert!(err.to_string().contains("loaded again"), "{err}");
     assert_eq!(*pl.config.borrow(), LIVE);
     assert!(
-        queue_ops::read_operator_records(&loc.queue())
+        queue::read_operator_records(&loc.queue())
             .unwrap()
             .is_empty()
     );

@@ -8,12 +8,13 @@ use std::sync::mpsc::{Receiver, Sender};
 use manifest::queue::{AuditRecord, OperatorAuditRecord, Outcome, ProposalRequest};
 
 use super::{BottleRow, Event, PendingItem, Request, Snapshot, Verdict};
-use crate::apply::{DockerEgress, DockerPipelock};
+use crate::approvals::apply::{DockerEgress, DockerPipelock};
+use crate::approvals::queue;
 use crate::approvals::{self, preview};
-use crate::docker::Engine;
-use crate::identity::{Component, Identity};
-use crate::queue_ops;
-use crate::state::{self, BottleState};
+use crate::engine::docker::Engine;
+use crate::engine::{BottleEngine as _, Running};
+use crate::lifecycle::state::{self, BottleState};
+use crate::plan::identity::{Component, Identity};
 
 /// What the worker reports.
 #[derive(Debug)]
@@ -91,9 +92,8 @@ async fn decide(
     };
     let loc = approvals::locate(root, id).map_err(|e| e.to_string())?;
     let engine = engine.ok_or("the Docker engine does not answer; nothing was decided")?;
-    let egress_name = loc.identity.container_name(Component::Egress);
-    match engine.running(&egress_name).await {
-        Ok((true, _)) => {}
+    match engine.state_of(&loc.identity, Component::Egress).await {
+        Ok(Running::Yes) => {}
         _ => {
             return Err(format!(
                 "bottle {} is not running; nothing was decided",
@@ -109,18 +109,18 @@ async fn decide(
             match &loc.proposal.request {
                 ProposalRequest::Egress(_) => {}
                 ProposalRequest::Capability { .. } => {
-                    crate::capability::approve_capability(engine, &loc, note)
+                    crate::approvals::capability::approve_capability(engine, &loc, note)
                         .await
                         .map_err(|e| e.to_string())?;
                     // Tear down once supervise answered the agent (bounded).
-                    crate::capability::wait_until_answered(
+                    crate::approvals::capability::wait_until_answered(
                         engine,
                         &loc.identity,
                         id,
-                        crate::capability::ANSWER_TIMEOUT,
+                        crate::approvals::capability::ANSWER_TIMEOUT,
                     )
                     .await;
-                    crate::capability::stop_for_resume(engine, &loc.identity)
+                    crate::approvals::capability::stop_for_resume(engine, &loc.identity)
                         .await
                         .map_err(|e| {
                             format!("approved {id}, but tearing the bottle down failed: {e}")
@@ -144,7 +144,7 @@ async fn decide(
                         .map_err(|e| e.to_string());
                 }
             }
-            let egress = DockerEgress::new(engine.clone(), egress_name);
+            let egress = DockerEgress::new(engine.clone(), loc.identity.clone());
             let pipelock = DockerPipelock::of_bottle(engine, &loc.identity).await;
             approvals::approve_egress(
                 &loc,
@@ -186,12 +186,10 @@ async fn snapshot(root: &Path, engine: Option<&Engine>) -> Snapshot {
         }
     };
     let found = match engine {
-        Some(e) => crate::lifecycle::find_bottles(e)
-            .await
-            .unwrap_or_else(|err| {
-                s.problems.push(format!("Docker: {err}"));
-                Vec::new()
-            }),
+        Some(e) => e.bottles().await.unwrap_or_else(|err| {
+            s.problems.push(format!("Docker: {err}"));
+            Vec::new()
+        }),
         None => {
             s.problems
                 .push("Docker: the engine does not answer; showing state only".into());
@@ -212,10 +210,10 @@ async fn snapshot(root: &Path, engine: Option<&Engine>) -> Snapshot {
         if let Some(engine) = engine
             && s.bottles.last().is_some_and(|b| b.running)
         {
-            timeline_of_egress(&mut s, engine, id, &egress).await;
+            timeline_of_egress(&mut s, engine, id).await;
             let gate = id.container_name(Component::GitGate);
             if f.is_some_and(|f| f.containers.contains_key(&gate))
-                && let Ok(text) = engine.tail_logs(&gate, LOG_TAIL).await
+                && let Ok(text) = engine.logs_of(id, Component::GitGate, LOG_TAIL).await
             {
                 s.timeline
                     .extend(text.lines().filter_map(|l| push_event(id.as_str(), l)));
@@ -248,7 +246,7 @@ async fn snapshot(root: &Path, engine: Option<&Engine>) -> Snapshot {
 }
 
 fn timeline_of_queue(s: &mut Snapshot, id: &Identity, queue: &Path) {
-    let records = match queue_ops::read_audit(queue) {
+    let records = match queue::read_audit(queue) {
         Ok(r) => r,
         Err(e) => {
             s.problems.push(e.to_string());
@@ -277,7 +275,7 @@ fn timeline_of_queue(s: &mut Snapshot, id: &Identity, queue: &Path) {
     }
     // Changes of the live routes (approvals and manual `routes edit`) and
     // of pipelock's config (`pipelock edit`).
-    for rec in queue_ops::read_operator_records(queue).unwrap_or_default() {
+    for rec in queue::read_operator_records(queue).unwrap_or_default() {
         let ev = match rec {
             OperatorAuditRecord::RoutesEdit(r) => {
                 let added = r
@@ -343,8 +341,8 @@ pub fn summary(req: &ProposalRequest) -> String {
     }
 }
 
-async fn timeline_of_egress(s: &mut Snapshot, engine: &Engine, id: &Identity, container: &str) {
-    let Ok(text) = engine.tail_logs(container, LOG_TAIL).await else {
+async fn timeline_of_egress(s: &mut Snapshot, engine: &Engine, id: &Identity) {
+    let Ok(text) = engine.logs_of(id, Component::Egress, LOG_TAIL).await else {
         return;
     };
     for line in text.lines() {
@@ -389,7 +387,7 @@ pub fn egress_event(bottle: &str, line: &str) -> Option<Event> {
 /// A git-gate `push decision` log line (text format: timestamp, level,
 /// target, message, `key=value` fields) as a timeline event.
 pub fn push_event(bottle: &str, line: &str) -> Option<Event> {
-    let line = crate::docker::strip_ansi(line);
+    let line = crate::engine::docker::strip_ansi(line);
     let (head, fields) = line.split_once("push decision")?;
     let at = head
         .split_whitespace()

@@ -271,9 +271,9 @@ fn every_object_is_labelled_with_identity_component_and_extra_labels() {
         .chain(p.networks.iter().map(|n| &n.labels))
         .chain(p.volumes.iter().map(|v| &v.labels));
     for l in labelled {
-        assert_eq!(l[crate::identity::LABEL_IDENTITY], "dev-k3x9a");
+        assert_eq!(l[crate::plan::identity::LABEL_IDENTITY], "dev-k3x9a");
         assert_eq!(l["dev.claude-bottle.test-run"], "run1");
-        assert!(l.contains_key(crate::identity::LABEL_COMPONENT));
+        assert!(l.contains_key(crate::plan::identity::LABEL_COMPONENT));
     }
 }
 

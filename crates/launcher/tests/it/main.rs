@@ -1,3 +1,5 @@
 //! Integration tests of the `launcher` binary, run as a process.
 
+mod kubernetes;
+mod layers;
 mod validate;

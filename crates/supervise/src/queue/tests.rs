@@ -155,10 +155,10 @@ fn corrupt_decision_files_are_errors_not_decisions() {
     assert!(
         matches!(
             e,
-            QueueError::Corrupt {
+            QueueError::File(bottle_queue::QueueError::Corrupt {
                 what: "decision",
                 ..
-            }
+            })
         ),
         "{e}"
     );
@@ -170,7 +170,13 @@ fn corrupt_decision_files_are_errors_not_decisions() {
     let mut other = decision(&ProposalId::parse("other").unwrap(), Outcome::Approved);
     fs::write(&path, serde_json::to_vec(&other).unwrap()).unwrap();
     let e = q.decision(&id).unwrap_err();
-    assert!(matches!(e, QueueError::IdMismatch { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            QueueError::File(bottle_queue::QueueError::IdMismatch { .. })
+        ),
+        "{e}"
+    );
 
     other.id = id.clone();
     other.version = 99;
@@ -178,10 +184,14 @@ fn corrupt_decision_files_are_errors_not_decisions() {
     let e = q.decision(&id).unwrap_err();
     assert!(e.to_string().contains("version 99"), "{e}");
 
-    fs::write(&path, vec![b' '; (MAX_FILE_BYTES + 10) as usize]).unwrap();
+    fs::write(
+        &path,
+        vec![b' '; (bottle_queue::MAX_FILE_BYTES + 10) as usize],
+    )
+    .unwrap();
     assert!(matches!(
         q.decision(&id).unwrap_err(),
-        QueueError::TooLarge { .. }
+        QueueError::File(bottle_queue::QueueError::TooLarge { .. })
     ));
 
     fs::write(

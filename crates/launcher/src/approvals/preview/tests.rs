@@ -2,8 +2,8 @@ use manifest::queue::{EgressAuthRequest, EgressRequest, ProposalRequest};
 use proptest::prelude::*;
 
 use super::*;
-use crate::identity::Identity;
-use crate::queue_ops::tests::proposal;
+use crate::approvals::queue::tests::proposal;
+use crate::plan::identity::Identity;
 
 const LIVE: &str = "version: 1\nroutes:\n  - host: api.github.com\n    path_allowlist:\n      - /repos/\n    auth: { scheme: Bearer, token_env: EGRESS_TOKEN_1 }\n  - host: pypi.org\n";
 

@@ -1,0 +1,348 @@
+//! `launcher render kubernetes` and `--target kubernetes` for `start`,
+//! `stop` and `approve`: thin commands over `launcher::engine::kubernetes` and `launcher::approvals::apply::kubernetes`.
+//! (A module of the binary, kept next to the library module it drives.)
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use launcher::approvals::apply::kubernetes::{ApiExec, KubeEgress};
+use launcher::engine::kubernetes::client::{Cluster, READY_TIMEOUT};
+use launcher::engine::kubernetes::render::{
+    self, Bundle, CA_CERT_KEY, CA_CONFIGMAP, CA_KEY_KEY, CA_SECRET, EGRESS_TOKENS_SECRET,
+    GIT_GATE_TOKENS_SECRET, RenderOptions,
+};
+use launcher::plan::identity::{Component, Identity};
+use launcher::plan::{self, Plan, PlanOptions};
+
+use crate::cli::approvals::ApproveArgs;
+use crate::cli::bottles::StopArgs;
+use crate::cli::start::{self as start_cmd, BottleArgs, StartArgs};
+
+/// Which engine a command drives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// The local Docker engine.
+    #[default]
+    Docker,
+    /// The cluster of the current kubeconfig context.
+    Kubernetes,
+}
+
+/// Commands that take `--target kubernetes` today.
+pub const SUPPORTED: &str = "start, stop, approve (and `launcher render kubernetes`)";
+
+/// The error for a command not yet on Kubernetes.
+pub fn unsupported(command: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "`launcher {command}` is not yet on kubernetes; with --target kubernetes these work: {SUPPORTED}. Use --target docker (the default) for {command}"
+    )
+}
+
+/// Print a bottle's objects without touching a cluster.
+#[derive(Debug, Subcommand)]
+pub enum RenderCommand {
+    /// The Kubernetes objects of a bottle, as multi-document YAML.
+    Kubernetes(RenderArgs),
+}
+
+/// Options of `render kubernetes` and `--target kubernetes`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KubeOptions {
+    /// Kubernetes: the bottle's namespace (default: claude-bottle-<identity>).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub namespace: Option<String>,
+    /// Kubernetes: pin a sidecar Service's ClusterIP, COMPONENT=IP
+    /// (repeatable; all three make the agent's host aliases part of the
+    /// rendered YAML).
+    #[arg(long = "service-ip", global = true, value_name = "COMPONENT=IP")]
+    pub service_ips: Vec<String>,
+    /// Kubernetes: a pod or service CIDR of the cluster, excluded from the
+    /// sidecars' internet egress besides the private ranges (repeatable).
+    #[arg(long = "cluster-cidr", global = true, value_name = "CIDR")]
+    pub cluster_cidrs: Vec<String>,
+}
+
+impl KubeOptions {
+    fn render_options(&self) -> anyhow::Result<RenderOptions> {
+        let mut service_ips = BTreeMap::new();
+        for s in &self.service_ips {
+            let (c, ip) = render::parse_service_ip(s)?;
+            service_ips.insert(c, ip);
+        }
+        Ok(RenderOptions {
+            namespace: self.namespace.clone(),
+            service_ips,
+            cluster_cidrs: self.cluster_cidrs.clone(),
+        })
+    }
+}
+
+/// `render kubernetes <agent>` (with the global Kubernetes options).
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub bottle: BottleArgs,
+}
+
+/// The plan of `args`' agent (image tags computed, nothing built).
+fn plan_of(args: &BottleArgs) -> anyhow::Result<Plan> {
+    let cwd_now = std::env::current_dir().context("reading the current directory")?;
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let loaded = launcher::plan::load::find_and_load(
+        args.manifest.as_deref(),
+        |k| std::env::var(k).ok(),
+        &cwd_now,
+        home.as_deref(),
+    )?;
+    let Some(agent) = loaded.manifest.agent(&args.agent).cloned() else {
+        let names: Vec<&str> = loaded
+            .manifest
+            .agents()
+            .iter()
+            .map(|a| a.name().as_str())
+            .collect();
+        bail!(
+            "no agent {:?} in {}; agents there: {}",
+            args.agent,
+            loaded.located,
+            names.join(", ")
+        );
+    };
+    if args.cwd.is_some() {
+        bail!(
+            "--cwd is not supported with --target kubernetes: the cluster cannot mount a directory of this host; leave it out (the agent's work leaves by git push through git-gate)"
+        );
+    }
+    let image_opts = start_cmd::image_options(
+        args.bin_dir.as_deref(),
+        args.offline,
+        args.claude_code.as_deref(),
+    )?;
+    let agent_image = start_cmd::agent_image(&agent, &loaded);
+    let rt = crate::cli::start::runtime()?;
+    let set = rt.block_on(launcher::engine::images::planned(&image_opts, &agent_image))?;
+    let identity = Identity::mint(agent.name())?;
+    let opts = PlanOptions {
+        identity,
+        cwd: None,
+        queue_dir: PathBuf::from(plan::SUPERVISE_QUEUE),
+        images: set.tags.clone(),
+        unavailable: set.unavailable.clone(),
+        extra_labels: args.labels.iter().cloned().collect(),
+        skills: Vec::new(),
+        upstream_ca: args
+            .upstream_ca
+            .as_deref()
+            .map(crate::cli::start::read_upstream_ca)
+            .transpose()?,
+        workspace_mode: args.workspace,
+    };
+    let mut plan = plan::build(&agent, &opts)?;
+    if !agent.skills().is_empty() {
+        bail!(
+            "skills are not supported with --target kubernetes yet; remove them from the agent or run it on Docker"
+        );
+    }
+    if let Some(dockerfile) = launcher::engine::images::agent_dockerfile(&agent_image)? {
+        plan = plan.with_current_dockerfile(&dockerfile);
+    }
+    Ok(plan)
+}
+
+/// `launcher render kubernetes <agent>`.
+pub fn render(cmd: &RenderCommand, kube: &KubeOptions) -> anyhow::Result<()> {
+    let RenderCommand::Kubernetes(args) = cmd;
+    let plan = plan_of(&args.bottle)?;
+    let bundle = render::render(&plan, &kube.render_options()?)?;
+    print!("{}", bundle.to_yaml()?);
+    Ok(())
+}
+
+/// Fills the CA and the tokens (from the operator's environment) into
+/// the Secrets; the values exist only in this process and the cluster.
+fn fill(plan: &Plan, bundle: &mut Bundle) -> anyhow::Result<()> {
+    let today = jiff::tz::Offset::UTC
+        .to_datetime(jiff::Timestamp::now())
+        .date();
+    let ca = launcher::lifecycle::ca::BottleCa::mint(plan.identity.as_str(), today)?;
+    bundle.fill_secret(CA_CONFIGMAP, CA_CERT_KEY, ca.cert_pem.as_bytes());
+    bundle.fill_secret(CA_SECRET, CA_CERT_KEY, ca.cert_pem.as_bytes());
+    bundle.fill_secret(CA_SECRET, CA_KEY_KEY, ca.key_pem.expose().as_bytes());
+    let mut missing = Vec::new();
+    for (component, secret) in [
+        (Component::Egress, EGRESS_TOKENS_SECRET),
+        (Component::GitGate, GIT_GATE_TOKENS_SECRET),
+    ] {
+        for s in plan.container(component).iter().flat_map(|c| &c.secret_env) {
+            match std::env::var(&s.token_ref) {
+                Ok(v) if !v.is_empty() => {
+                    bundle.fill_secret(secret, &s.name, v.as_bytes());
+                }
+                _ => missing.push(s.token_ref.clone()),
+            }
+        }
+    }
+    if !missing.is_empty() {
+        missing.dedup();
+        eprintln!(
+            "warning: not set in this environment, so their routes answer 502 until granted: {}",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `launcher start --target kubernetes <agent>`.
+pub fn start(args: &StartArgs, kube: &KubeOptions) -> anyhow::Result<std::process::ExitCode> {
+    let plan = plan_of(&args.bottle)?;
+    let mut bundle = render::render(&plan, &kube.render_options()?)?;
+    let rt = crate::cli::start::runtime()?;
+    if args.dry_run {
+        print!("{}", bundle.to_yaml()?);
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let (cluster, info) = rt.block_on(Cluster::connect())?;
+    eprint!("{}", launcher::plan::preflight::render(&plan));
+    eprintln!("{}", info.preflight(&bundle.namespace));
+    eprintln!("{}", rt.block_on(cluster.cni_hint()).line());
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("not a terminal: pass --yes to start without the question");
+        }
+        eprint!("Start bottle {} on this cluster? [y/N] ", plan.identity);
+        std::io::stderr().flush().ok();
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            bail!("not started");
+        }
+    }
+    fill(&plan, &mut bundle)?;
+    let mut progress = |l: &str| eprintln!("{l}");
+    rt.block_on(cluster.start(bundle.clone(), READY_TIMEOUT, &mut progress))
+        .with_context(|| {
+            format!(
+                "starting bottle {} in namespace {} (what was created is left for inspection: `kubectl -n {} get pods`; remove it with `launcher stop --target kubernetes {}`)",
+                plan.identity, bundle.namespace, bundle.namespace, plan.identity
+            )
+        })?;
+    println!(
+        "bottle {} is running in namespace {}; attach with `kubectl -n {} exec -it agent -- claude`, stop with `launcher stop --target kubernetes {}`",
+        plan.identity, bundle.namespace, bundle.namespace, plan.identity
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `launcher stop --target kubernetes <identity>`.
+pub fn stop(args: &StopArgs) -> anyhow::Result<()> {
+    let identity = Identity::parse(&args.identity)?;
+    let rt = crate::cli::start::runtime()?;
+    let (cluster, _) = rt.block_on(Cluster::connect())?;
+    let deleted = rt.block_on(cluster.stop(identity.as_str()))?;
+    println!(
+        "bottle {identity}: deleting namespace {} (the cluster removes everything in it)",
+        deleted.join(", ")
+    );
+    Ok(())
+}
+
+/// `launcher approve --target kubernetes <id>` for an egress proposal.
+pub fn approve(args: &ApproveArgs, kube: &KubeOptions) -> anyhow::Result<()> {
+    let root =
+        launcher::lifecycle::state::root(args.state_dir.as_deref(), |k| std::env::var(k).ok())?;
+    let loc = launcher::approvals::locate(&root, &args.id).with_context(|| {
+        "on kubernetes, proposals live in supervise's queue volume in the cluster; this launcher finds them only in a local copy of the queue (see docs/kubernetes.md, \"Approvals\")".to_owned()
+    })?;
+    let grant = args
+        .grant
+        .as_deref()
+        .map(|name| launcher::approvals::Grant::from_env(name, |k| std::env::var(k).ok()))
+        .transpose()?;
+    let ns = kube
+        .namespace
+        .clone()
+        .unwrap_or_else(|| format!("claude-bottle-{}", loc.identity));
+    let rt = crate::cli::start::runtime()?;
+    rt.block_on(async {
+        let (cluster, _) = Cluster::connect().await?;
+        let client = cluster.client().clone();
+        let egress = KubeEgress::new(client.clone(), &ns, ApiExec::new(client, &ns));
+        let a = launcher::approvals::approve_egress(
+            &loc,
+            &egress,
+            None::<&launcher::approvals::apply::DockerPipelock>,
+            &args.note,
+            args.without_auth,
+            grant.as_ref(),
+            args.allow_private,
+        )
+        .await?;
+        println!(
+            "approved {}: the route is live in bottle {} (routes version {})",
+            args.id, loc.identity, a.version
+        );
+        anyhow::Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        crate::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn target_and_kubernetes_options_parse_on_start_stop_approve_and_render() {
+        let cli = crate::Cli::try_parse_from([
+            "launcher",
+            "start",
+            "--target",
+            "kubernetes",
+            "claude",
+            "--namespace",
+            "team-a",
+            "--service-ip",
+            "egress=10.96.0.10",
+        ])
+        .expect("start parses");
+        assert_eq!(cli.target, Target::Kubernetes);
+        assert_eq!(cli.kube.namespace.as_deref(), Some("team-a"));
+        for args in [
+            &["launcher", "stop", "claude-k3x9a", "--target", "kubernetes"][..],
+            &["launcher", "approve", "--target", "kubernetes", "p-1"][..],
+            &[
+                "launcher",
+                "render",
+                "kubernetes",
+                "claude",
+                "--cluster-cidr",
+                "10.96.0.0/12",
+            ][..],
+        ] {
+            crate::Cli::try_parse_from(args).expect("parses");
+        }
+        let cli = crate::Cli::try_parse_from(["launcher", "list"]).expect("list");
+        assert_eq!(cli.target, Target::Docker, "docker stays the default");
+    }
+
+    #[test]
+    fn other_commands_on_kubernetes_name_the_supported_ones() {
+        let cli = crate::Cli::try_parse_from(["launcher", "list", "--target", "kubernetes"])
+            .expect("parses");
+        let e = crate::on_kubernetes(&cli).expect_err("not on kubernetes");
+        let m = e.to_string();
+        assert!(
+            m.contains("`launcher list` is not yet on kubernetes"),
+            "{m}"
+        );
+        assert!(m.contains("start, stop, approve"), "{m}");
+    }
+}
