@@ -137,6 +137,13 @@ pub fn ensure_undecided(queue: &Path, id: &ProposalId) -> Result<(), DecideError
     }
 }
 
+impl DecideError {
+    /// The refusal of a second decision: `d` stands.
+    pub fn already_decided(d: &Decision) -> Self {
+        already(d)
+    }
+}
+
 fn already(d: &Decision) -> DecideError {
     DecideError::AlreadyDecided {
         id: d.id.to_string(),

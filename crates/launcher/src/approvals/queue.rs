@@ -108,5 +108,89 @@ pub fn backfill_decision_audit(queue: &Path) -> Result<usize, QueueError> {
     Ok(added)
 }
 
+/// The queue of one bottle, wherever it lives: the approval loop's one
+/// seam to it. [`LocalQueue`] is a directory on this machine (Docker: the
+/// bottle's state directory, bind-mounted into supervise);
+/// [`kubernetes::ExecQueue`] is supervise's volume in a cluster, reached
+/// by running `supervise queue …` in its container. Both apply the same
+/// rules (`bottle_queue::decide`), so approving, rejecting and the
+/// preview are one code path (`crate::approvals`).
+#[allow(async_fn_in_trait)] // used with concrete types only
+pub trait BottleQueue {
+    /// Where the queue is, for messages.
+    fn describe(&self) -> String;
+    /// Every valid proposal with its decision, and the files skipped.
+    async fn scan(&self) -> Result<Scan, crate::approvals::ApprovalError>;
+    /// Proposal `id` and its decision; `None` when there is no such
+    /// proposal. An invalid file is an error naming it.
+    async fn entry(
+        &self,
+        id: &ProposalId,
+    ) -> Result<Option<Entry>, crate::approvals::ApprovalError>;
+    /// Fails when `id` already has a decision file (valid or not).
+    async fn ensure_undecided(
+        &self,
+        id: &ProposalId,
+    ) -> Result<(), crate::approvals::ApprovalError>;
+    /// Writes `decision` once, for an existing proposal, with its audit
+    /// line ([`write_decision`]).
+    async fn decide(&self, decision: &Decision) -> Result<(), crate::approvals::ApprovalError>;
+    /// Appends an operator record (`routes_edit`, `pipelock_edit`) to the
+    /// audit log.
+    async fn append_operator(
+        &self,
+        record: &OperatorAuditRecord,
+    ) -> Result<(), crate::approvals::ApprovalError>;
+}
+
+/// A queue directory on this machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalQueue(pub std::path::PathBuf);
+
+impl BottleQueue for LocalQueue {
+    fn describe(&self) -> String {
+        self.0.display().to_string()
+    }
+
+    async fn scan(&self) -> Result<Scan, crate::approvals::ApprovalError> {
+        Ok(scan(&self.0)?)
+    }
+
+    async fn entry(
+        &self,
+        id: &ProposalId,
+    ) -> Result<Option<Entry>, crate::approvals::ApprovalError> {
+        let Some(proposal) = read_proposal(&self.0, id)? else {
+            return Ok(None);
+        };
+        Ok(Some(Entry {
+            proposal,
+            decision: read_decision(&self.0, id)?,
+        }))
+    }
+
+    async fn ensure_undecided(
+        &self,
+        id: &ProposalId,
+    ) -> Result<(), crate::approvals::ApprovalError> {
+        Ok(ensure_undecided(&self.0, id)?)
+    }
+
+    async fn decide(&self, decision: &Decision) -> Result<(), crate::approvals::ApprovalError> {
+        Ok(write_decision(&self.0, decision)?)
+    }
+
+    async fn append_operator(
+        &self,
+        record: &OperatorAuditRecord,
+    ) -> Result<(), crate::approvals::ApprovalError> {
+        Ok(QueueDir::new(&self.0)
+            .append_audit(record)
+            .map_err(QueueError::from)?)
+    }
+}
+
+pub mod kubernetes;
+
 #[cfg(test)]
 pub(crate) mod tests;
