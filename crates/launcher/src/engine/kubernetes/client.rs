@@ -441,6 +441,27 @@ impl Cluster {
         }
     }
 
+    /// The bottles on the cluster: `(identity, namespace)` of every
+    /// namespace labelled as a bottle's, sorted.
+    pub async fn bottles(&self) -> Result<Vec<(String, String)>, KubeError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let lp = ListParams::default().labels(&format!("{LABEL_MANAGED}=true"));
+        let list = api
+            .list(&lp)
+            .await
+            .map_err(|e| classify(e, "list", "namespaces", "", None))?;
+        let mut out: Vec<(String, String)> = list
+            .items
+            .into_iter()
+            .filter_map(|n| {
+                let id = n.metadata.labels.as_ref()?.get(LABEL_IDENTITY)?.clone();
+                Some((id, n.metadata.name?))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Deletes the namespace of bottle `identity` (found by its labels),
     /// which deletes everything in it. Returns the namespaces deleted.
     pub async fn stop(&self, identity: &str) -> Result<Vec<String>, KubeError> {
