@@ -11,6 +11,11 @@
 //! Is not: the apply mechanics (see [`apply`]) or queue file I/O (see
 //! [`queue`]).
 //!
+//! The queue a decision goes into is a [`queue::BottleQueue`]: a local
+//! directory (Docker; the plain functions) or supervise's volume in a
+//! cluster reached through `exec` (Kubernetes; the `*_in` functions take
+//! the queue), with the same sequence either way.
+//!
 //! The approval loop's other parts live in this directory: what approval
 //! changes, shown before anyone decides ([`preview`], with [`agent_text`]
 //! escaping what the agent wrote), the operator's queue side ([`queue`]),

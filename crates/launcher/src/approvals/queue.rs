@@ -12,6 +12,9 @@
 //! place, so the first decision wins), the `decisions/` directory created
 //! for the other uid, and the crash-recovery backfill of decision lines.
 //!
+//! The approval loop reaches a queue through [`BottleQueue`]:
+//! [`LocalQueue`] here, [`kubernetes::ExecQueue`] on a cluster.
+//!
 //! Is not: applying anything (see [`crate::approvals::apply`]) or deciding
 //! which bottle a proposal belongs to (see [`crate::approvals`]). The queue
 //! directory is writable from the supervise container, so everything read

@@ -2,12 +2,14 @@
 //!
 //! Is: `start` (objects created in order; the sidecar Services' ClusterIPs
 //! read back into the Pods' host aliases; sidecars Ready within a timeout,
-//! then the agent), `stop` (the bottle's namespace, found by label), and
+//! then the agent), `stop` (the bottle's namespace, found by label),
+//! `bottles` (the labelled namespaces, for the approval commands), and
 //! errors that name the verb, the resource and the RBAC the operator
 //! needs ([`KubeError`]).
 //!
-//! Is not: rendering ([`super::render`]) or the approval loop
-//! ([`super::egress`]).
+//! Is not: rendering ([`super::render`]), `exec` ([`super::exec`]) or the
+//! approval loop (`crate::approvals::apply::kubernetes`,
+//! `crate::approvals::queue::kubernetes`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;

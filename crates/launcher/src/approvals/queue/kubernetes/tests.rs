@@ -355,3 +355,47 @@ async fn a_failing_exec_is_an_error_naming_the_namespace() {
         "{m}"
     );
 }
+
+/// An API server that closes the whole exec when stdin ends (before the
+/// v5 protocol): no exit status comes back for `decide`.
+#[derive(Clone)]
+struct NoStatusOnStdin(InCluster);
+
+impl PodExec for NoStatusOnStdin {
+    async fn exec(
+        &self,
+        pod: &str,
+        container: &str,
+        cmd: &[String],
+        stdin: Option<&[u8]>,
+    ) -> Result<ExecOutput, String> {
+        let mut out = self.0.exec(pod, container, cmd, stdin).await?;
+        if stdin.is_some() {
+            out.code = None;
+            out.stdout.clear();
+        }
+        Ok(out)
+    }
+}
+
+#[tokio::test]
+async fn a_decision_whose_exit_status_is_lost_is_read_back() {
+    let w = World::new();
+    let (loc, _) = w.locate().await;
+    let q = ExecQueue::new(NoStatusOnStdin(w.pod.clone()), NS);
+    let d = reject_in(&loc, &q, "no").await.expect("read back: ours");
+    assert_eq!(d.outcome, Outcome::Rejected);
+    // A second one is refused: the decision read back is not ours.
+    let e = reject_in(&loc, &q, "other words")
+        .await
+        .expect_err("not ours");
+    let m = e.to_string();
+    assert!(
+        m.contains("already decided") || m.contains("no exit status"),
+        "{m}"
+    );
+    let file = bottle_queue::QueueDir::new(w.queue())
+        .decision(&id())
+        .unwrap();
+    assert_eq!(file.map(|d| d.note), Some("no".to_owned()));
+}
