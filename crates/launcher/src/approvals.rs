@@ -230,15 +230,21 @@ pub fn list_pending(
 }
 
 /// [`list_pending`] over queues reached through [`BottleQueue`] (the
-/// bottles of a cluster), with the same checks.
+/// bottles of a cluster), with the same checks. A queue that cannot be
+/// read (its supervise is not running) is a problem line, not a failure
+/// of the whole listing.
 pub async fn list_pending_in<Q: BottleQueue>(
     bottles: &[(Identity, Q)],
 ) -> Result<(Vec<Pending>, Vec<String>), ApprovalError> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for (identity, q) in bottles {
-        let scan = q.scan().await?;
-        pending_of(identity, &q.describe(), &scan, &mut out, &mut problems);
+        match q.scan().await {
+            Ok(scan) => pending_of(identity, &q.describe(), &scan, &mut out, &mut problems),
+            Err(e) => problems.push(format!(
+                "bottle {identity}: {e} (its proposals are not listed)"
+            )),
+        }
     }
     sort_pending(&mut out);
     Ok((out, problems))
@@ -306,15 +312,24 @@ pub fn locate(root: &Path, id: &str) -> Result<Located, ApprovalError> {
 /// [`BottleQueue`]: the bottles of a cluster), with the checks of
 /// [`locate`]; the bottle's operator-side state (apply lock, granted
 /// token slots) is under `state_root`. Returns the index of the bottle
-/// whose queue has it.
+/// whose queue has it. A queue that cannot be read is skipped; if no
+/// other has the proposal, its error is the answer (it may be there).
 pub async fn locate_in<Q: BottleQueue>(
     bottles: &[(Identity, Q)],
     state_root: &Path,
     id: &str,
 ) -> Result<(Located, usize), ApprovalError> {
     let pid = ProposalId::parse(id).map_err(ApprovalError::BadId)?;
+    let mut unreadable = None;
     for (i, (identity, q)) in bottles.iter().enumerate() {
-        if let Some(entry) = q.entry(&pid).await? {
+        let found = match q.entry(&pid).await {
+            Ok(found) => found,
+            Err(e) => {
+                unreadable.get_or_insert(e);
+                continue;
+            }
+        };
+        if let Some(entry) = found {
             if entry.proposal.bottle != identity.as_str() {
                 return Err(ApprovalError::WrongBottle {
                     id: id.to_owned(),
@@ -331,6 +346,9 @@ pub async fn locate_in<Q: BottleQueue>(
                 i,
             ));
         }
+    }
+    if let Some(e) = unreadable {
+        return Err(e);
     }
     Err(ApprovalError::UnknownId {
         id: id.to_owned(),

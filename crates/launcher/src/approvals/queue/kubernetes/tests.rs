@@ -399,3 +399,55 @@ async fn a_decision_whose_exit_status_is_lost_is_read_back() {
         .unwrap();
     assert_eq!(file.map(|d| d.note), Some("no".to_owned()));
 }
+
+/// A bottle whose supervise does not answer.
+#[derive(Clone)]
+enum Either {
+    Up(InCluster),
+    Down,
+}
+
+impl PodExec for Either {
+    async fn exec(
+        &self,
+        pod: &str,
+        container: &str,
+        cmd: &[String],
+        stdin: Option<&[u8]>,
+    ) -> Result<ExecOutput, String> {
+        match self {
+            Self::Up(p) => p.exec(pod, container, cmd, stdin).await,
+            Self::Down => Err("pod supervise is not running".into()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_bottle_whose_supervise_is_down_does_not_hide_the_others() {
+    let w = World::new();
+    let down = Identity::parse("dev-zzzzz").unwrap();
+    let bottles = vec![
+        (
+            down,
+            ExecQueue::new(Either::Down, "claude-bottle-dev-zzzzz"),
+        ),
+        (
+            Identity::parse(BOTTLE).unwrap(),
+            ExecQueue::new(Either::Up(w.pod.clone()), NS),
+        ),
+    ];
+    let (pending, problems) = list_pending_in(&bottles).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let all = problems.join("\n");
+    assert!(
+        all.contains("bottle dev-zzzzz") && all.contains("not running"),
+        "{all}"
+    );
+    let (loc, i) = locate_in(&bottles, &w.state_root, ID).await.unwrap();
+    assert_eq!((loc.identity.as_str(), i), (BOTTLE, 1));
+    // Not anywhere readable: the unreadable bottle's error, not "unknown".
+    let e = locate_in(&bottles, &w.state_root, "20261123-140509-zzzzzzzz")
+        .await
+        .expect_err("maybe in the down one");
+    assert!(e.to_string().contains("not running"), "{e}");
+}
