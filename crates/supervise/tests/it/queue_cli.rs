@@ -207,3 +207,41 @@ fn queue_audit_append_takes_only_operator_records() {
     assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
     assert!(r.stdout.contains("routes_edit"));
 }
+
+#[test]
+fn a_decision_through_supervise_queue_is_what_the_waiting_call_sees() {
+    // supervise's own queue, as the MCP server uses it: submit, then the
+    // operator decides through the binary (the exec path), then status.
+    let dir = tempfile::tempdir().unwrap();
+    let q = supervise::queue::Queue::open(dir.path()).unwrap();
+    let submitted = q
+        .submit(
+            "dev-k3x9a",
+            ProposalRequest::Egress(EgressRequest {
+                host: "docs.example".into(),
+                path_allowlist: vec![],
+                auth: None,
+            }),
+            "read the docs",
+            jiff::Timestamp::now(),
+        )
+        .unwrap();
+    let id = submitted.proposal.id.to_string();
+    assert!(matches!(
+        q.status(&submitted.proposal.id).unwrap(),
+        supervise::queue::Status::Pending(_)
+    ));
+    let r = supervise(
+        dir.path(),
+        &["decide", &id],
+        &decision(&id, Outcome::Approved, "live now"),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    match q.status(&submitted.proposal.id).unwrap() {
+        supervise::queue::Status::Decided { decision, .. } => {
+            assert_eq!(decision.outcome, Outcome::Approved);
+            assert_eq!(decision.note, "live now");
+        }
+        other => panic!("not decided: {other:?}"),
+    }
+}
