@@ -15,10 +15,12 @@
 //! line per event, a torn last line repaired, unreadable lines skipped on
 //! read). The record types are `manifest::queue`.
 //!
-//! Is not: policy. Who may write what, the undecided limit and duplicate
-//! detection (supervise), and "a decision only for a pending proposal",
-//! the final-decision rule and the queue's modes (launcher) stay with
-//! their side. Sync `std` I/O only: every call is a short blocking file
+//! The operator's rules ("a decision only for a pending proposal", the
+//! final-decision rule, the scan of one queue) are [`decide`], shared by
+//! the launcher and `supervise queue` (the exec path on Kubernetes).
+//!
+//! Is not: the agent side's policy. Who may write what, the undecided
+//! limit and duplicate detection stay with supervise. Sync `std` I/O only: every call is a short blocking file
 //! operation (supervise runs them on tokio's blocking pool).
 #![forbid(unsafe_code)]
 
@@ -483,6 +485,9 @@ pub fn random_base36(n: usize) -> Result<String, QueueError> {
         .map(|b| ALPHABET[usize::from(*b) % 36] as char)
         .collect())
 }
+
+pub mod cli;
+pub mod decide;
 
 #[cfg(test)]
 mod tests;

@@ -273,3 +273,45 @@ fn random_names_are_base36() {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     );
 }
+
+#[test]
+fn queue_cli_takes_the_queue_from_the_flag_or_the_default() {
+    let (dir, q) = queue();
+    std::fs::write(
+        q.proposal_path(&id("p-1")),
+        serde_json::to_vec(&proposal("p-1")).unwrap(),
+    )
+    .unwrap();
+    let run = |args: &[&str], default: &Path| {
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        cli::run(&args, &mut std::io::empty(), default)
+    };
+    let elsewhere = Path::new("/nonexistent-queue");
+    let flag = format!("--queue={}", dir.path().display());
+    for out in [
+        run(&["show", "p-1"], dir.path()),
+        run(&[&flag, "show", "p-1"], elsewhere),
+        run(
+            &["show", "p-1", "--queue", dir.path().to_str().unwrap()],
+            elsewhere,
+        ),
+    ] {
+        assert_eq!(out.code, cli::EXIT_OK, "{}", out.stderr);
+        assert!(out.stdout.contains("\"decision\":null"), "{}", out.stdout);
+    }
+    // Nothing on stdin is a bad decision, and nothing is written.
+    let out = run(&["decide", "p-1"], dir.path());
+    assert_eq!(out.code, cli::EXIT_USAGE);
+    assert!(out.stderr.contains("not JSON"), "{}", out.stderr);
+    assert!(q.decision(&id("p-1")).unwrap().is_none());
+    let out = run(&["--queue"], dir.path());
+    assert_eq!(out.code, cli::EXIT_USAGE);
+    assert!(out.stderr.contains("--queue needs a DIR"), "{}", out.stderr);
+    // A second decision through `decide` is refused with its own code.
+    let d = serde_json::to_string(&decision("p-1")).unwrap();
+    let args = vec!["decide".to_owned(), "p-1".to_owned()];
+    let first = cli::run(&args, &mut d.as_bytes(), dir.path());
+    assert_eq!(first.code, cli::EXIT_OK, "{}", first.stderr);
+    let second = cli::run(&args, &mut d.as_bytes(), dir.path());
+    assert_eq!(second.code, cli::EXIT_DECIDED, "{}", second.stderr);
+}

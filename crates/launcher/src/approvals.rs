@@ -11,6 +11,11 @@
 //! Is not: the apply mechanics (see [`apply`]) or queue file I/O (see
 //! [`queue`]).
 //!
+//! The queue a decision goes into is a [`queue::BottleQueue`]: a local
+//! directory (Docker; the plain functions) or supervise's volume in a
+//! cluster reached through `exec` (Kubernetes; the `*_in` functions take
+//! the queue), with the same sequence either way.
+//!
 //! The approval loop's other parts live in this directory: what approval
 //! changes, shown before anyone decides ([`preview`], with [`agent_text`]
 //! escaping what the agent wrote), the operator's queue side ([`queue`]),
@@ -30,7 +35,7 @@ use crate::lifecycle::state::{self, BottleState};
 use crate::plan::identity::Identity;
 use apply::{ApplyError, EgressControl, PipelockMirror};
 use preview::route_preview;
-use queue::QueueError;
+use queue::{BottleQueue, LocalQueue, QueueError};
 
 pub mod agent_text;
 pub mod apply;
@@ -147,6 +152,18 @@ pub enum ApprovalError {
     #[error(transparent)]
     Apply(#[from] ApplyError),
     /// The lock or another local file failed.
+    /// Running `supervise queue …` in a cluster failed.
+    #[error(
+        "supervise's queue in namespace {ns}: `supervise queue {command}` {reason}; nothing was decided by this step"
+    )]
+    QueueExec {
+        /// The bottle's namespace.
+        ns: String,
+        /// The queue command.
+        command: String,
+        /// What went wrong (the command's own message when it ran).
+        reason: String,
+    },
     #[error("{action} {path}: {source}")]
     Io {
         /// What was being done.
@@ -200,27 +217,67 @@ pub fn list_pending(
         }
         let st = BottleState::new(root, &identity);
         let scan = queue::scan(&st.queue_dir())?;
-        problems.extend(scan.problems.iter().cloned());
-        for p in scan.pending() {
-            if p.bottle != identity.as_str() {
-                problems.push(format!(
-                    "{}: proposal {} claims bottle {:?} but is in {identity}'s queue (skipped)",
-                    st.queue_dir().display(),
-                    p.id,
-                    p.bottle
-                ));
-                continue;
-            }
-            out.push(Pending {
-                identity: identity.clone(),
-                proposal: p.clone(),
-            });
+        pending_of(
+            &identity,
+            &st.queue_dir().display().to_string(),
+            &scan,
+            &mut out,
+            &mut problems,
+        );
+    }
+    sort_pending(&mut out);
+    Ok((out, problems))
+}
+
+/// [`list_pending`] over queues reached through [`BottleQueue`] (the
+/// bottles of a cluster), with the same checks. A queue that cannot be
+/// read (its supervise is not running) is a problem line, not a failure
+/// of the whole listing.
+pub async fn list_pending_in<Q: BottleQueue>(
+    bottles: &[(Identity, Q)],
+) -> Result<(Vec<Pending>, Vec<String>), ApprovalError> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for (identity, q) in bottles {
+        match q.scan().await {
+            Ok(scan) => pending_of(identity, &q.describe(), &scan, &mut out, &mut problems),
+            Err(e) => problems.push(format!(
+                "bottle {identity}: {e} (its proposals are not listed)"
+            )),
         }
     }
+    sort_pending(&mut out);
+    Ok((out, problems))
+}
+
+/// The pending proposals of one bottle's scan that name this bottle.
+fn pending_of(
+    identity: &Identity,
+    place: &str,
+    scan: &queue::Scan,
+    out: &mut Vec<Pending>,
+    problems: &mut Vec<String>,
+) {
+    problems.extend(scan.problems.iter().cloned());
+    for p in scan.pending() {
+        if p.bottle != identity.as_str() {
+            problems.push(format!(
+                "{place}: proposal {} claims bottle {:?} but is in {identity}'s queue (skipped)",
+                p.id, p.bottle
+            ));
+            continue;
+        }
+        out.push(Pending {
+            identity: identity.clone(),
+            proposal: p.clone(),
+        });
+    }
+}
+
+fn sort_pending(out: &mut [Pending]) {
     out.sort_by(|a, b| {
         (a.proposal.created_at, &a.proposal.id).cmp(&(b.proposal.created_at, &b.proposal.id))
     });
-    Ok((out, problems))
 }
 
 /// Finds proposal `id` in the queue of whichever bottle under `root` has
@@ -251,26 +308,97 @@ pub fn locate(root: &Path, id: &str) -> Result<Located, ApprovalError> {
     })
 }
 
+/// Finds proposal `id` among `bottles`' queues (reached through
+/// [`BottleQueue`]: the bottles of a cluster), with the checks of
+/// [`locate`]; the bottle's operator-side state (apply lock, granted
+/// token slots) is under `state_root`. Returns the index of the bottle
+/// whose queue has it. A queue that cannot be read is skipped; if no
+/// other has the proposal, its error is the answer (it may be there).
+pub async fn locate_in<Q: BottleQueue>(
+    bottles: &[(Identity, Q)],
+    state_root: &Path,
+    id: &str,
+) -> Result<(Located, usize), ApprovalError> {
+    let pid = ProposalId::parse(id).map_err(ApprovalError::BadId)?;
+    let mut unreadable = None;
+    for (i, (identity, q)) in bottles.iter().enumerate() {
+        let found = match q.entry(&pid).await {
+            Ok(found) => found,
+            Err(e) => {
+                unreadable.get_or_insert(e);
+                continue;
+            }
+        };
+        if let Some(entry) = found {
+            if entry.proposal.bottle != identity.as_str() {
+                return Err(ApprovalError::WrongBottle {
+                    id: id.to_owned(),
+                    identity: identity.to_string(),
+                    claimed: entry.proposal.bottle,
+                });
+            }
+            return Ok((
+                Located {
+                    identity: identity.clone(),
+                    state: BottleState::new(state_root, identity),
+                    proposal: entry.proposal,
+                },
+                i,
+            ));
+        }
+    }
+    if let Some(e) = unreadable {
+        return Err(e);
+    }
+    Err(ApprovalError::UnknownId {
+        id: id.to_owned(),
+        root: PathBuf::from(
+            bottles
+                .iter()
+                .map(|(_, q)| q.describe())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    })
+}
+
 fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
 }
 
 /// Writes a `rejected` decision with `note` (must not be empty).
 pub fn reject(loc: &Located, note: &str) -> Result<Decision, ApprovalError> {
+    let d = rejection(loc, note)?;
+    let _lock = lock(&loc.state)?;
+    queue::write_decision(&loc.queue(), &d)?;
+    Ok(d)
+}
+
+/// [`reject`] into a queue reached through [`BottleQueue`].
+pub async fn reject_in(
+    loc: &Located,
+    queue: &impl BottleQueue,
+    note: &str,
+) -> Result<Decision, ApprovalError> {
+    let d = rejection(loc, note)?;
+    let _lock = lock(&loc.state)?;
+    queue.decide(&d).await?;
+    Ok(d)
+}
+
+/// The `rejected` decision of `loc` with `note` (must not be empty).
+fn rejection(loc: &Located, note: &str) -> Result<Decision, ApprovalError> {
     if note.trim().is_empty() {
         return Err(ApprovalError::EmptyNote);
     }
-    let _lock = lock(&loc.state)?;
-    let d = Decision {
+    Ok(Decision {
         version: QUEUE_FORMAT_VERSION,
         id: loc.proposal.id.clone(),
         outcome: Outcome::Rejected,
         note: note.trim().to_owned(),
         decided_at: now(),
         diff: None,
-    };
-    queue::write_decision(&loc.queue(), &d)?;
-    Ok(d)
+    })
 }
 
 /// The operator's consent to hand one of their credentials to a host:
@@ -362,6 +490,32 @@ pub async fn approve_egress(
     grant: Option<&Grant>,
     allow_private: bool,
 ) -> Result<EgressApproved, ApprovalError> {
+    approve_egress_in(
+        loc,
+        &LocalQueue(loc.queue()),
+        egress,
+        pipelock,
+        note,
+        without_auth,
+        grant,
+        allow_private,
+    )
+    .await
+}
+
+/// [`approve_egress`] with the decision written into `queue` (a local
+/// directory, or supervise's queue in a cluster): the same sequence.
+#[allow(clippy::too_many_arguments)] // approve_egress's, plus the queue
+pub async fn approve_egress_in(
+    loc: &Located,
+    queue: &impl BottleQueue,
+    egress: &impl EgressControl,
+    pipelock: Option<&impl PipelockMirror>,
+    note: &str,
+    without_auth: bool,
+    grant: Option<&Grant>,
+    allow_private: bool,
+) -> Result<EgressApproved, ApprovalError> {
     let id = loc.proposal.id.to_string();
     let ProposalRequest::Egress(req) = &loc.proposal.request else {
         return Err(ApprovalError::Unsupported(format!(
@@ -379,7 +533,7 @@ pub async fn approve_egress(
         proposed.auth = None;
     }
     let _lock = lock(&loc.state)?;
-    queue::ensure_undecided(&loc.queue(), &loc.proposal.id)?;
+    queue.ensure_undecided(&loc.proposal.id).await?;
     let bottle = loc.identity.as_str();
     let slots = loc
         .state
@@ -423,19 +577,20 @@ pub async fn approve_egress(
     } else {
         before.clone()
     };
-    let audit_warning = merged
-        .changed
-        .then(|| {
-            record_routes_edit(
-                loc,
-                Some(&loc.proposal.id),
-                &before.version,
-                &status.version,
-                &merged.diff,
-            )
-            .err()
-        })
-        .flatten();
+    let audit_warning = if merged.changed {
+        record_routes_edit(
+            loc,
+            queue,
+            Some(&loc.proposal.id),
+            &before.version,
+            &status.version,
+            &merged.diff,
+        )
+        .await
+        .err()
+    } else {
+        None
+    };
     // Remember the granted slot so a later proposal for the same
     // credential reuses it. A failure only costs a second grant later.
     let audit_warning = match &merged.new_slot {
@@ -466,14 +621,14 @@ pub async fn approve_egress(
         decided_at: now(),
         diff: merged.changed.then(|| merged.diff.clone()),
     };
-    queue::write_decision(&loc.queue(), &decision).map_err(|e| {
+    queue.decide(&decision).await.map_err(|e| {
         if merged.changed {
             ApprovalError::Unsupported(format!(
                 "the route is live in {bottle}'s egress proxy (version {}), but writing the decision failed: {e}. The agent has not been told; retry `launcher approve {id}` (the merge is already applied, so it only writes the decision)",
                 status.version
             ))
         } else {
-            ApprovalError::Queue(e)
+            e
         }
     })?;
     Ok(EgressApproved {
@@ -599,8 +754,9 @@ fn check_grant(
 
 /// Appends the `routes_edit` audit line of a confirmed change; `Err` is a
 /// warning text (the change is live whatever happens here).
-fn record_routes_edit(
+async fn record_routes_edit(
     loc: &Located,
+    queue: &impl BottleQueue,
     proposal: Option<&ProposalId>,
     before: &str,
     after: &str,
@@ -615,7 +771,10 @@ fn record_routes_edit(
         after_version: after.to_owned(),
         diff: diff.to_owned(),
     };
-    queue::append_routes_edit(&loc.queue(), &record).map_err(|e| {
+    queue
+        .append_operator(&manifest::queue::OperatorAuditRecord::RoutesEdit(record))
+        .await
+        .map_err(|e| {
         format!(
             "the new routes are live in {} (version {after}), but recording the change in the audit log failed: {e}",
             loc.identity

@@ -20,6 +20,10 @@ const GRACE: Duration = Duration::from_secs(10);
 /// access. Serves MCP (streamable HTTP) at http://ADDR/mcp and writes
 /// proposals into the queue directory the operator's launcher decides on.
 ///
+/// `supervise queue list|show|decide|audit`: the operator's side of the
+/// queue, for an operator who can only exec into this container (see
+/// docs/queue-protocol.md).
+///
 /// Signals: SIGTERM or SIGINT stop accepting connections, answer waiting
 /// calls "pending" (their proposals stay queued) and exit within 10 s.
 #[derive(Debug, Parser)]
@@ -99,6 +103,10 @@ async fn main() -> anyhow::Result<()> {
     if let Some(code) = http_probe::run_if_probe("supervise") {
         std::process::exit(i32::from(code));
     }
+    // `supervise queue …`: the operator's side of the queue, for `exec`.
+    if let Some(code) = queue_command() {
+        std::process::exit(i32::from(code));
+    }
     let args = Args::parse();
     init_tracing(args.log_format);
     let config = supervise::Config::new(
@@ -131,6 +139,27 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs `supervise queue …` when that is the command (see
+/// `bottle_queue::cli`): the queue is `--queue`, else `$SUPERVISE_QUEUE`
+/// (the container's environment), else where the bottle mounts it.
+fn queue_command() -> Option<u8> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("queue") {
+        return None;
+    }
+    let default = std::env::var_os("SUPERVISE_QUEUE")
+        .filter(|v| !v.is_empty())
+        .map_or_else(
+            || PathBuf::from(bottle_queue::cli::CONTAINER_QUEUE),
+            PathBuf::from,
+        );
+    let out = bottle_queue::cli::run(&args[1..], &mut std::io::stdin().lock(), &default);
+    use std::io::Write as _;
+    let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+    let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+    Some(out.code)
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {

@@ -12,90 +12,27 @@
 //! place, so the first decision wins), the `decisions/` directory created
 //! for the other uid, and the crash-recovery backfill of decision lines.
 //!
+//! The approval loop reaches a queue through [`BottleQueue`]:
+//! [`LocalQueue`] here, [`kubernetes::ExecQueue`] on a cluster.
+//!
 //! Is not: applying anything (see [`crate::approvals::apply`]) or deciding
 //! which bottle a proposal belongs to (see [`crate::approvals`]). The queue
 //! directory is writable from the supervise container, so everything read
 //! here is untrusted input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use bottle_queue::QueueDir;
 pub use bottle_queue::{AUDIT, DECISIONS, MAX_FILE_BYTES, PENDING, id_of_file_name};
-use bottle_queue::{QueueDir, Written};
 use manifest::queue::{
     AuditRecord, Decision, OperatorAuditRecord, PipelockEdit, Proposal, ProposalId, RoutesEdit,
 };
 
-/// Why a queue operation failed; each message names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    /// A queue file or directory (see `bottle_queue::QueueError`).
-    #[error(transparent)]
-    File(#[from] bottle_queue::QueueError),
-    /// No proposal file with this id.
-    #[error("no proposal {id} in {queue}")]
-    NoProposal {
-        /// The id.
-        id: String,
-        /// The queue directory.
-        queue: PathBuf,
-    },
-    /// A valid decision already exists.
-    #[error(
-        "proposal {id} was already decided: {outcome} at {decided_at}{note}; a decision is final",
-        note = if note.is_empty() { String::new() } else { format!(" (note: {note:?})") }
-    )]
-    AlreadyDecided {
-        /// The id.
-        id: String,
-        /// `approved` or `rejected`.
-        outcome: String,
-        /// When.
-        decided_at: String,
-        /// The note it carried.
-        note: String,
-    },
-    /// A decision file exists but is not valid (so the proposal is still
-    /// pending for supervise, but a new decision cannot take its name).
-    #[error(
-        "{path} exists but is not a valid decision ({reason}); supervise ignores it, so proposal {id} is still pending. Move the file aside, then decide again"
-    )]
-    InvalidDecisionInTheWay {
-        /// The id.
-        id: String,
-        /// The file.
-        path: PathBuf,
-        /// Why it is invalid.
-        reason: String,
-    },
-}
-
-/// One proposal and its decision, if any.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    /// The proposal.
-    pub proposal: Proposal,
-    /// Its valid decision, if one exists.
-    pub decision: Option<Decision>,
-}
-
-/// What a scan of one queue found.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Scan {
-    /// Every valid proposal, oldest first, with its decision.
-    pub entries: Vec<Entry>,
-    /// Files that were skipped, each as "path: reason".
-    pub problems: Vec<String>,
-}
-
-impl Scan {
-    /// The proposals without a valid decision.
-    pub fn pending(&self) -> impl Iterator<Item = &Proposal> {
-        self.entries
-            .iter()
-            .filter(|e| e.decision.is_none())
-            .map(|e| &e.proposal)
-    }
-}
+/// Why a queue operation failed; each message names the file (the
+/// operator's rules are `bottle_queue::decide`, shared with `supervise
+/// queue`).
+pub use bottle_queue::decide::DecideError as QueueError;
+pub use bottle_queue::decide::{Entry, Scan, ensure_undecided, scan, write_decision};
 
 /// Reads `pending/<id>.json`; invalid → an error naming the file.
 pub fn read_proposal(queue: &Path, id: &ProposalId) -> Result<Option<Proposal>, QueueError> {
@@ -105,116 +42,6 @@ pub fn read_proposal(queue: &Path, id: &ProposalId) -> Result<Option<Proposal>, 
 /// Reads `decisions/<id>.json`; invalid → an error naming the file.
 pub fn read_decision(queue: &Path, id: &ProposalId) -> Result<Option<Decision>, QueueError> {
     Ok(QueueDir::new(queue).decision(id)?)
-}
-
-/// Every proposal in `queue` with its decision. Invalid files are listed
-/// in [`Scan::problems`] and skipped; a missing queue is empty.
-pub fn scan(queue: &Path) -> Result<Scan, QueueError> {
-    let dir = QueueDir::new(queue);
-    let mut out = Scan::default();
-    for id in dir.pending_ids()? {
-        let proposal = match dir.proposal(&id) {
-            Ok(Some(p)) => p,
-            Ok(None) => continue, // archived between listing and reading
-            Err(e) => {
-                out.problems.push(e.to_string());
-                continue;
-            }
-        };
-        let decision = match dir.decision(&id) {
-            Ok(d) => d,
-            Err(e) => {
-                out.problems.push(format!("{e} (ignored: still pending)"));
-                None
-            }
-        };
-        out.entries.push(Entry { proposal, decision });
-    }
-    out.entries.sort_by(|a, b| {
-        (a.proposal.created_at, &a.proposal.id).cmp(&(b.proposal.created_at, &b.proposal.id))
-    });
-    Ok(out)
-}
-
-/// Fails with [`QueueError::AlreadyDecided`] (or
-/// [`QueueError::InvalidDecisionInTheWay`]) when `id` has a decision file.
-pub fn ensure_undecided(queue: &Path, id: &ProposalId) -> Result<(), QueueError> {
-    match QueueDir::new(queue).decision(id) {
-        Ok(None) => Ok(()),
-        Ok(Some(d)) => Err(already(&d)),
-        Err(e) => match e.invalid_file() {
-            Some((path, reason)) => Err(QueueError::InvalidDecisionInTheWay {
-                id: id.to_string(),
-                path: path.to_owned(),
-                reason,
-            }),
-            None => Err(e.into()),
-        },
-    }
-}
-
-fn already(d: &Decision) -> QueueError {
-    QueueError::AlreadyDecided {
-        id: d.id.to_string(),
-        outcome: outcome_str(d),
-        decided_at: d.decided_at.to_string(),
-        note: d.note.clone(),
-    }
-}
-
-fn outcome_str(d: &Decision) -> String {
-    match d.outcome {
-        manifest::queue::Outcome::Approved => "approved".into(),
-        manifest::queue::Outcome::Rejected => "rejected".into(),
-    }
-}
-
-/// Writes `decisions/<id>.json` once ([`bottle_queue::write_new`]: temp
-/// file 0644, fsync, hard link to the final name — an existing decision →
-/// `AlreadyDecided`, nothing replaced —, fsync of the directory), then the
-/// `decision` audit line. The proposal must exist; `decisions/` is created
-/// 0777 when missing (supervise's uid reads it, the operator's writes).
-pub fn write_decision(queue: &Path, decision: &Decision) -> Result<(), QueueError> {
-    let q = QueueDir::new(queue);
-    let id = &decision.id;
-    if q.proposal(id)?.is_none() {
-        return Err(QueueError::NoProposal {
-            id: id.to_string(),
-            queue: queue.to_owned(),
-        });
-    }
-    ensure_undecided(queue, id)?;
-    let dir = q.decisions_dir();
-    if !dir.is_dir() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let err = |cause| bottle_queue::QueueError::Dir {
-            path: dir.clone(),
-            cause,
-        };
-        std::fs::create_dir_all(&dir).map_err(err)?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(err)?;
-    }
-    let mut text =
-        serde_json::to_vec_pretty(decision).map_err(|e| bottle_queue::QueueError::Write {
-            path: q.decision_path(id),
-            cause: std::io::Error::other(e),
-        })?;
-    text.push(b'\n');
-    match bottle_queue::write_new(&dir, &format!("{id}.json"), &text)? {
-        Written::Created => {}
-        // Someone decided between our check and the link.
-        Written::AlreadyExists => {
-            return Err(match q.decision(id) {
-                Ok(Some(d)) => already(&d),
-                _ => QueueError::InvalidDecisionInTheWay {
-                    id: id.to_string(),
-                    path: q.decision_path(id),
-                    reason: "it appeared while this decision was being written".into(),
-                },
-            });
-        }
-    }
-    append_audit(queue, &AuditRecord::Decision(decision.clone()))
 }
 
 /// Appends one audit line ([`bottle_queue::append_line`]: `O_APPEND`,
@@ -283,6 +110,90 @@ pub fn backfill_decision_audit(queue: &Path) -> Result<usize, QueueError> {
     }
     Ok(added)
 }
+
+/// The queue of one bottle, wherever it lives: the approval loop's one
+/// seam to it. [`LocalQueue`] is a directory on this machine (Docker: the
+/// bottle's state directory, bind-mounted into supervise);
+/// [`kubernetes::ExecQueue`] is supervise's volume in a cluster, reached
+/// by running `supervise queue …` in its container. Both apply the same
+/// rules (`bottle_queue::decide`), so approving, rejecting and the
+/// preview are one code path (`crate::approvals`).
+#[allow(async_fn_in_trait)] // used with concrete types only
+pub trait BottleQueue {
+    /// Where the queue is, for messages.
+    fn describe(&self) -> String;
+    /// Every valid proposal with its decision, and the files skipped.
+    async fn scan(&self) -> Result<Scan, crate::approvals::ApprovalError>;
+    /// Proposal `id` and its decision; `None` when there is no such
+    /// proposal. An invalid file is an error naming it.
+    async fn entry(
+        &self,
+        id: &ProposalId,
+    ) -> Result<Option<Entry>, crate::approvals::ApprovalError>;
+    /// Fails when `id` already has a decision file (valid or not).
+    async fn ensure_undecided(
+        &self,
+        id: &ProposalId,
+    ) -> Result<(), crate::approvals::ApprovalError>;
+    /// Writes `decision` once, for an existing proposal, with its audit
+    /// line ([`write_decision`]).
+    async fn decide(&self, decision: &Decision) -> Result<(), crate::approvals::ApprovalError>;
+    /// Appends an operator record (`routes_edit`, `pipelock_edit`) to the
+    /// audit log.
+    async fn append_operator(
+        &self,
+        record: &OperatorAuditRecord,
+    ) -> Result<(), crate::approvals::ApprovalError>;
+}
+
+/// A queue directory on this machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalQueue(pub std::path::PathBuf);
+
+impl BottleQueue for LocalQueue {
+    fn describe(&self) -> String {
+        self.0.display().to_string()
+    }
+
+    async fn scan(&self) -> Result<Scan, crate::approvals::ApprovalError> {
+        Ok(scan(&self.0)?)
+    }
+
+    async fn entry(
+        &self,
+        id: &ProposalId,
+    ) -> Result<Option<Entry>, crate::approvals::ApprovalError> {
+        let Some(proposal) = read_proposal(&self.0, id)? else {
+            return Ok(None);
+        };
+        Ok(Some(Entry {
+            proposal,
+            decision: read_decision(&self.0, id)?,
+        }))
+    }
+
+    async fn ensure_undecided(
+        &self,
+        id: &ProposalId,
+    ) -> Result<(), crate::approvals::ApprovalError> {
+        Ok(ensure_undecided(&self.0, id)?)
+    }
+
+    async fn decide(&self, decision: &Decision) -> Result<(), crate::approvals::ApprovalError> {
+        Ok(write_decision(&self.0, decision)?)
+    }
+
+    async fn append_operator(
+        &self,
+        record: &OperatorAuditRecord,
+    ) -> Result<(), crate::approvals::ApprovalError> {
+        Ok(QueueDir::new(&self.0)
+            .append_audit(record)
+            .map_err(QueueError::from)?)
+    }
+}
+
+pub mod kubernetes;
 
 #[cfg(test)]
 pub(crate) mod tests;

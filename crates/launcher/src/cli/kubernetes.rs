@@ -1,5 +1,5 @@
 //! `launcher render kubernetes` and `--target kubernetes` for `start`,
-//! `stop` and `approve`: thin commands over `launcher::engine::kubernetes` and `launcher::approvals::apply::kubernetes`.
+//! `stop`, `proposals`, `approve` and `reject`: thin commands over `launcher::engine::kubernetes` and `launcher::approvals::apply::kubernetes`.
 //! (A module of the binary, kept next to the library module it drives.)
 
 use std::collections::BTreeMap;
@@ -8,7 +8,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use launcher::approvals::Located;
 use launcher::approvals::apply::kubernetes::{ApiExec, KubeEgress};
+use launcher::approvals::preview::{self, Changes, Layout};
+use launcher::approvals::queue::BottleQueue as _;
+use launcher::approvals::queue::kubernetes::ExecQueue;
 use launcher::engine::kubernetes::client::{Cluster, READY_TIMEOUT};
 use launcher::engine::kubernetes::render::{
     self, Bundle, CA_CERT_KEY, CA_CONFIGMAP, CA_KEY_KEY, CA_SECRET, EGRESS_TOKENS_SECRET,
@@ -16,8 +20,9 @@ use launcher::engine::kubernetes::render::{
 };
 use launcher::plan::identity::{Component, Identity};
 use launcher::plan::{self, Plan, PlanOptions};
+use manifest::queue::ProposalRequest;
 
-use crate::cli::approvals::ApproveArgs;
+use crate::cli::approvals::{ApproveArgs, Format, ProposalsArgs, ProposalsCommand, RejectArgs};
 use crate::cli::bottles::StopArgs;
 use crate::cli::start::{self as start_cmd, BottleArgs, StartArgs};
 
@@ -32,7 +37,8 @@ pub enum Target {
 }
 
 /// Commands that take `--target kubernetes` today.
-pub const SUPPORTED: &str = "start, stop, approve (and `launcher render kubernetes`)";
+pub const SUPPORTED: &str =
+    "start, stop, proposals, approve, reject (and `launcher render kubernetes`)";
 
 /// The error for a command not yet on Kubernetes.
 pub fn unsupported(command: &str) -> anyhow::Error {
@@ -249,29 +255,229 @@ pub fn stop(args: &StopArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `launcher approve --target kubernetes <id>` for an egress proposal.
+/// The bottles of the cluster with their queues: every labelled bottle
+/// namespace, or only `only`, or only `--namespace`.
+struct Bottles {
+    /// `(identity, queue)`, what the approval loop takes.
+    queues: Vec<(Identity, ExecQueue<ApiExec>)>,
+    /// The namespace of each, in the same order.
+    namespaces: Vec<String>,
+    client: kube::Client,
+}
+
+async fn bottles(kube: &KubeOptions, only: Option<&Identity>) -> anyhow::Result<Bottles> {
+    let (cluster, _) = Cluster::connect().await?;
+    let client = cluster.client().clone();
+    let found: Vec<(String, String)> = match (only, &kube.namespace) {
+        // Both known: no need to list namespaces (nor the right to).
+        (Some(id), Some(ns)) => vec![(id.to_string(), ns.clone())],
+        _ => cluster
+            .bottles()
+            .await?
+            .into_iter()
+            .filter(|(id, ns)| {
+                only.is_none_or(|o| o.as_str() == id)
+                    && kube.namespace.as_ref().is_none_or(|n| n == ns)
+            })
+            .collect(),
+    };
+    let mut out = Bottles {
+        queues: Vec::new(),
+        namespaces: Vec::new(),
+        client: client.clone(),
+    };
+    for (id, ns) in found {
+        // A namespace label is not trusted to be an identity.
+        let Ok(identity) = Identity::parse(&id) else {
+            eprintln!("warning: namespace {ns} carries an invalid bottle identity {id:?}; skipped");
+            continue;
+        };
+        out.queues.push((
+            identity,
+            ExecQueue::new(ApiExec::new(client.clone(), &ns), &ns),
+        ));
+        out.namespaces.push(ns);
+    }
+    if out.queues.is_empty() {
+        bail!(
+            "no bottle{}{} on this cluster (namespaces labelled {}=true); see `kubectl get ns -l {}=true`",
+            only.map(|i| format!(" {i}")).unwrap_or_default(),
+            kube.namespace
+                .as_ref()
+                .map(|n| format!(" in namespace {n}"))
+                .unwrap_or_default(),
+            launcher::plan::identity::LABEL_MANAGED,
+            launcher::plan::identity::LABEL_MANAGED,
+        );
+    }
+    Ok(out)
+}
+
+/// The operator-side state of a bottle on a cluster (the apply lock, the
+/// token slots granted): `<state root>/kubernetes/<identity>/`, apart
+/// from Docker bottles' state.
+fn kube_state_root(state_dir: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    let root = launcher::lifecycle::state::root(state_dir, |k| std::env::var(k).ok())?;
+    Ok(root.join("kubernetes"))
+}
+
+/// Finds proposal `id` in the cluster's bottles; creates its local state
+/// directory (for the apply lock).
+async fn locate(
+    kube: &KubeOptions,
+    state_dir: Option<&std::path::Path>,
+    id: &str,
+) -> anyhow::Result<(Bottles, Located, usize)> {
+    let root = kube_state_root(state_dir)?;
+    let b = bottles(kube, None).await?;
+    let (loc, i) = launcher::approvals::locate_in(&b.queues, &root, id).await?;
+    std::fs::create_dir_all(loc.state.dir())
+        .with_context(|| format!("creating {}", loc.state.dir().display()))?;
+    Ok((b, loc, i))
+}
+
+/// What approving `p` changes, read from the cluster.
+async fn changes(
+    client: &kube::Client,
+    ns: &str,
+    state_root: &std::path::Path,
+    p: &launcher::approvals::Pending,
+) -> Changes {
+    match &p.proposal.request {
+        ProposalRequest::Egress(r) => {
+            let state = launcher::lifecycle::state::BottleState::new(state_root, &p.identity);
+            let slots = match state.token_slots() {
+                Ok(s) => s,
+                Err(e) => return Changes::Unavailable(e.to_string()),
+            };
+            let egress = KubeEgress::new(client.clone(), ns, ApiExec::new(client.clone(), ns));
+            preview::route_changes(p.identity.as_str(), &egress, &slots, r).await
+        }
+        other => Changes::Unavailable(format!(
+            "a {} proposal cannot be approved on kubernetes yet (only egress-block); reject it with a note",
+            other.tool()
+        )),
+    }
+}
+
+fn proposal_json(
+    p: &launcher::approvals::Pending,
+    c: &Changes,
+    now: jiff::Timestamp,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(&p.proposal).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "age_seconds".into(),
+            (now.as_second() - p.proposal.created_at.as_second()).into(),
+        );
+        o.insert("changes".into(), preview::changes_json(c));
+    }
+    v
+}
+
+/// `launcher proposals --target kubernetes [show ID]`: read through
+/// `supervise queue` in each bottle's supervise Pod.
+pub fn proposals(args: &ProposalsArgs, kube: &KubeOptions) -> anyhow::Result<()> {
+    let root = kube_state_root(args.state_dir.as_deref())?;
+    let rt = crate::cli::start::runtime()?;
+    let now = jiff::Timestamp::now();
+    let layout = |full| Layout { width: 100, full };
+    if let Some(ProposalsCommand::Show { id }) = &args.command {
+        return rt.block_on(async {
+            let (b, loc, i) = locate(kube, args.state_dir.as_deref(), id).await?;
+            let decided = b.queues[i].1.ensure_undecided(&loc.proposal.id).await.err();
+            let p = launcher::approvals::Pending {
+                identity: loc.identity.clone(),
+                proposal: loc.proposal.clone(),
+            };
+            let c = changes(&b.client, &b.namespaces[i], &root, &p).await;
+            match args.format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&proposal_json(&p, &c, now))?
+                ),
+                Format::Text => {
+                    if let Some(d) = &decided {
+                        println!("note: {d}");
+                    }
+                    print!("{}", preview::render(&p, &c, now, layout(true)));
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    let only = args.identity.as_deref().map(Identity::parse).transpose()?;
+    rt.block_on(async {
+        let b = bottles(kube, only.as_ref()).await?;
+        let (pending, problems) = launcher::approvals::list_pending_in(&b.queues).await?;
+        for p in &problems {
+            eprintln!("warning: skipped {p}");
+        }
+        let mut items = Vec::new();
+        for p in &pending {
+            let i = b
+                .queues
+                .iter()
+                .position(|(id, _)| *id == p.identity)
+                .unwrap_or_default();
+            items.push((p, changes(&b.client, &b.namespaces[i], &root, p).await));
+        }
+        let mut out = std::io::stdout().lock();
+        match args.format {
+            Format::Json => {
+                let v: Vec<serde_json::Value> =
+                    items.iter().map(|(p, c)| proposal_json(p, c, now)).collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            }
+            Format::Text => {
+                if items.is_empty() {
+                    writeln!(out, "no pending proposals")?;
+                }
+                for (p, c) in &items {
+                    writeln!(out, "{}", preview::render(p, c, now, layout(false)))?;
+                }
+                if !items.is_empty() {
+                    writeln!(
+                        out,
+                        "decide with `launcher approve --target kubernetes <id> [--note TEXT]` or `launcher reject --target kubernetes <id> --note TEXT`"
+                    )?;
+                }
+            }
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// `launcher approve --target kubernetes <id>` for an egress proposal:
+/// found and decided through `supervise queue` in the bottle's supervise
+/// Pod, the route made live through the egress ConfigMap, the same
+/// sequence as on Docker (`approvals::approve_egress_in`).
 pub fn approve(args: &ApproveArgs, kube: &KubeOptions) -> anyhow::Result<()> {
-    let root =
-        launcher::lifecycle::state::root(args.state_dir.as_deref(), |k| std::env::var(k).ok())?;
-    let loc = launcher::approvals::locate(&root, &args.id).with_context(|| {
-        "on kubernetes, proposals live in supervise's queue volume in the cluster; this launcher finds them only in a local copy of the queue (see docs/kubernetes.md, \"Approvals\")".to_owned()
-    })?;
+    // Read before touching the cluster: a missing variable changes nothing.
     let grant = args
         .grant
         .as_deref()
         .map(|name| launcher::approvals::Grant::from_env(name, |k| std::env::var(k).ok()))
         .transpose()?;
-    let ns = kube
-        .namespace
-        .clone()
-        .unwrap_or_else(|| format!("claude-bottle-{}", loc.identity));
     let rt = crate::cli::start::runtime()?;
     rt.block_on(async {
-        let (cluster, _) = Cluster::connect().await?;
-        let client = cluster.client().clone();
-        let egress = KubeEgress::new(client.clone(), &ns, ApiExec::new(client, &ns));
-        let a = launcher::approvals::approve_egress(
+        let (b, loc, i) = locate(kube, args.state_dir.as_deref(), &args.id).await?;
+        let (_, queue) = &b.queues[i];
+        queue.ensure_undecided(&loc.proposal.id).await?;
+        if !matches!(loc.proposal.request, ProposalRequest::Egress(_)) {
+            bail!(
+                "proposal {} is a {} proposal; on kubernetes only egress-block proposals can be approved yet. Reject it with `launcher reject --target kubernetes {} --note TEXT`",
+                args.id,
+                loc.proposal.request.tool(),
+                args.id
+            );
+        }
+        let ns = &b.namespaces[i];
+        let egress = KubeEgress::new(b.client.clone(), ns, ApiExec::new(b.client.clone(), ns));
+        let a = launcher::approvals::approve_egress_in(
             &loc,
+            queue,
             &egress,
             None::<&launcher::approvals::apply::DockerPipelock>,
             &args.note,
@@ -280,10 +486,51 @@ pub fn approve(args: &ApproveArgs, kube: &KubeOptions) -> anyhow::Result<()> {
             args.allow_private,
         )
         .await?;
-        println!(
-            "approved {}: the route is live in bottle {} (routes version {})",
-            args.id, loc.identity, a.version
-        );
+        if a.changed {
+            println!(
+                "approved {}: the route is live in bottle {} (routes version {})",
+                args.id, loc.identity, a.version
+            );
+            if let Some(d) = &a.decision.diff {
+                print!("{}", launcher::approvals::sanitize(d));
+            }
+        } else {
+            println!(
+                "approved {}: bottle {} already allowed everything it asked for; nothing changed",
+                args.id, loc.identity
+            );
+        }
+        for g in &a.granted {
+            println!(
+                "granted: your ${} now goes to {} (in the egress tokens Secret as {})",
+                g.name(),
+                g.host,
+                g.token_env
+            );
+        }
+        if let Some(w) = &a.audit_warning {
+            eprintln!("warning: {w}");
+        }
+        if !a.missing_token_env.is_empty() {
+            eprintln!(
+                "warning: routes name token variables the egress container lacks: {}",
+                a.missing_token_env.join(", ")
+            );
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// `launcher reject --target kubernetes <id> --note TEXT`.
+pub fn reject(args: &RejectArgs, kube: &KubeOptions) -> anyhow::Result<()> {
+    if args.note.trim().is_empty() {
+        return Err(launcher::approvals::ApprovalError::EmptyNote.into());
+    }
+    let rt = crate::cli::start::runtime()?;
+    rt.block_on(async {
+        let (b, loc, i) = locate(kube, args.state_dir.as_deref(), &args.id).await?;
+        launcher::approvals::reject_in(&loc, &b.queues[i].1, &args.note).await?;
+        println!("rejected {} (bottle {})", args.id, loc.identity);
         anyhow::Ok(())
     })
 }
@@ -300,7 +547,7 @@ mod tests {
     }
 
     #[test]
-    fn target_and_kubernetes_options_parse_on_start_stop_approve_and_render() {
+    fn target_and_kubernetes_options_parse_on_start_stop_proposals_approve_reject_and_render() {
         let cli = crate::Cli::try_parse_from([
             "launcher",
             "start",
@@ -318,6 +565,23 @@ mod tests {
         for args in [
             &["launcher", "stop", "claude-k3x9a", "--target", "kubernetes"][..],
             &["launcher", "approve", "--target", "kubernetes", "p-1"][..],
+            &[
+                "launcher",
+                "reject",
+                "--target",
+                "kubernetes",
+                "p-1",
+                "--note",
+                "no",
+            ][..],
+            &[
+                "launcher",
+                "--target",
+                "kubernetes",
+                "proposals",
+                "show",
+                "p-1",
+            ][..],
             &[
                 "launcher",
                 "render",
@@ -343,6 +607,6 @@ mod tests {
             m.contains("`launcher list` is not yet on kubernetes"),
             "{m}"
         );
-        assert!(m.contains("start, stop, approve"), "{m}");
+        assert!(m.contains("start, stop, proposals, approve, reject"), "{m}");
     }
 }

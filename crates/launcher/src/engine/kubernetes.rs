@@ -14,6 +14,7 @@
 //! on its behalf.
 
 pub mod client;
+pub mod exec;
 pub mod render;
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_util::sync::CancellationToken;
 
+mod queue_cli;
 mod stub_proxy;
 
 /// Generous bound for anything a loaded 2-core machine should finish.

@@ -7,7 +7,7 @@
 //! its mounted routes file (`--watch-routes`: the kubelet swaps the
 //! projected volume, tokens and routes together), and `/status` is asked
 //! with the same probe as on Docker, run by `exec` in the egress container
-//! ([`PodExec`]). Because the kubelet syncs volumes on its own period,
+//! ([`PodExec`], shared with the queue's exec path). Because the kubelet syncs volumes on its own period,
 //! `reload` waits up to [`CONFIRM_TIMEOUT`] for the written table to show
 //! in `/status` (the shared apply sequence then confirms it within its
 //! usual 15 s).
@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use manifest::routes::RouteTable;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kube::api::{Api, AttachParams, Patch, PatchParams};
-use tokio::io::AsyncReadExt as _;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, Patch, PatchParams};
 
 use super::{EGRESS_ROUTES_PATH, EgressControl, EgressStatus};
 use crate::engine::kubernetes::client::{FIELD_MANAGER, classify};
+pub use crate::engine::kubernetes::exec::{ApiExec, ExecOutput, PodExec};
 use crate::engine::kubernetes::render::{EGRESS_CONFIGMAP, EGRESS_TOKENS_SECRET, ROUTES_KEY};
 use crate::plan::egress_status_probe;
 use crate::plan::identity::Component;
@@ -33,86 +33,6 @@ use crate::plan::identity::Component;
 /// kubelet's volume sync period (default 60 s) plus its cache TTL, plus
 /// the proxy's watch interval.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(150);
-
-/// Runs a command in a container and returns its exit code and stdout.
-#[allow(async_fn_in_trait)] // used with concrete types only
-pub trait PodExec {
-    /// Runs `cmd` in `container` of Pod `pod`.
-    async fn exec(
-        &self,
-        pod: &str,
-        container: &str,
-        cmd: &[String],
-    ) -> Result<(Option<i32>, String), String>;
-}
-
-/// [`PodExec`] through the API server (`pods/exec`, a WebSocket).
-#[derive(Clone)]
-pub struct ApiExec {
-    api: Api<Pod>,
-}
-
-impl std::fmt::Debug for ApiExec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiExec").finish_non_exhaustive()
-    }
-}
-
-impl ApiExec {
-    /// Execs in namespace `ns`.
-    pub fn new(client: kube::Client, ns: &str) -> Self {
-        Self {
-            api: Api::namespaced(client, ns),
-        }
-    }
-}
-
-impl PodExec for ApiExec {
-    async fn exec(
-        &self,
-        pod: &str,
-        container: &str,
-        cmd: &[String],
-    ) -> Result<(Option<i32>, String), String> {
-        let ap = AttachParams::default()
-            .container(container)
-            .stdin(false)
-            .stdout(true)
-            .stderr(false);
-        let mut proc = self
-            .api
-            .exec(pod, cmd.to_vec(), &ap)
-            .await
-            .map_err(|e| classify(e, "create", "pods/exec", pod, None).to_string())?;
-        let mut out = String::new();
-        if let Some(mut stdout) = proc.stdout() {
-            stdout
-                .read_to_string(&mut out)
-                .await
-                .map_err(|e| format!("reading the output of exec in {pod}: {e}"))?;
-        }
-        let status = match proc.take_status() {
-            Some(s) => s.await,
-            None => None,
-        };
-        let code = status.map(|s| {
-            if s.status.as_deref() == Some("Success") {
-                0
-            } else {
-                // NonZeroExitCode carries the code in details.causes.
-                s.details
-                    .and_then(|d| d.causes)
-                    .into_iter()
-                    .flatten()
-                    .find(|c| c.reason.as_deref() == Some("ExitCode"))
-                    .and_then(|c| c.message)
-                    .and_then(|m| m.parse().ok())
-                    .unwrap_or(1)
-            }
-        });
-        Ok((code, out))
-    }
-}
 
 /// The egress side of bottle in namespace `ns`.
 pub struct KubeEgress<E> {
@@ -254,7 +174,12 @@ impl<E: PodExec> EgressControl for KubeEgress<E> {
 
     async fn status(&self) -> Result<EgressStatus, String> {
         let pod = Component::Egress.as_str();
-        let (code, out) = self.exec.exec(pod, pod, &egress_status_probe(5)).await?;
+        let ExecOutput {
+            code, stdout: out, ..
+        } = self
+            .exec
+            .exec(pod, pod, &egress_status_probe(5), None)
+            .await?;
         if code != Some(0) {
             return Err(format!(
                 "_egress.local/status: the probe exited {code:?}: {}",

@@ -2,12 +2,14 @@
 //!
 //! Is: `start` (objects created in order; the sidecar Services' ClusterIPs
 //! read back into the Pods' host aliases; sidecars Ready within a timeout,
-//! then the agent), `stop` (the bottle's namespace, found by label), and
+//! then the agent), `stop` (the bottle's namespace, found by label),
+//! `bottles` (the labelled namespaces, for the approval commands), and
 //! errors that name the verb, the resource and the RBAC the operator
 //! needs ([`KubeError`]).
 //!
-//! Is not: rendering ([`super::render`]) or the approval loop
-//! ([`super::egress`]).
+//! Is not: rendering ([`super::render`]), `exec` ([`super::exec`]) or the
+//! approval loop (`crate::approvals::apply::kubernetes`,
+//! `crate::approvals::queue::kubernetes`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -439,6 +441,27 @@ impl Cluster {
                 last,
             }),
         }
+    }
+
+    /// The bottles on the cluster: `(identity, namespace)` of every
+    /// namespace labelled as a bottle's, sorted.
+    pub async fn bottles(&self) -> Result<Vec<(String, String)>, KubeError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let lp = ListParams::default().labels(&format!("{LABEL_MANAGED}=true"));
+        let list = api
+            .list(&lp)
+            .await
+            .map_err(|e| classify(e, "list", "namespaces", "", None))?;
+        let mut out: Vec<(String, String)> = list
+            .items
+            .into_iter()
+            .filter_map(|n| {
+                let id = n.metadata.labels.as_ref()?.get(LABEL_IDENTITY)?.clone();
+                Some((id, n.metadata.name?))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     /// Deletes the namespace of bottle `identity` (found by its labels),

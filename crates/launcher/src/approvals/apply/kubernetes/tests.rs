@@ -24,14 +24,19 @@ impl PodExec for WatchingProxy {
         pod: &str,
         container: &str,
         cmd: &[String],
-    ) -> Result<(Option<i32>, String), String> {
+        _stdin: Option<&[u8]>,
+    ) -> Result<ExecOutput, String> {
         assert_eq!((pod, container), ("egress", "egress"));
         assert_eq!(cmd, egress_status_probe(5).as_slice());
         let text = self.routes.lock().map_err(|e| e.to_string())?.clone();
         let v = RouteTable::parse(&text, "routes.yaml")
             .map_err(|e| e.to_string())?
             .version_hash();
-        Ok((Some(0), serde_json::json!({"version": v}).to_string()))
+        Ok(ExecOutput {
+            code: Some(0),
+            stdout: serde_json::json!({"version": v}).to_string(),
+            stderr: String::new(),
+        })
     }
 }
 
@@ -141,8 +146,13 @@ async fn an_unconfirmed_reload_writes_the_old_routes_back() {
             _: &str,
             _: &str,
             _: &[String],
-        ) -> Result<(Option<i32>, String), String> {
-            Ok((Some(0), serde_json::json!({"version": self.0}).to_string()))
+            _: Option<&[u8]>,
+        ) -> Result<ExecOutput, String> {
+            Ok(ExecOutput {
+                code: Some(0),
+                stdout: serde_json::json!({"version": self.0}).to_string(),
+                stderr: String::new(),
+            })
         }
     }
     let routes = Arc::new(Mutex::new(OLD.to_owned()));
@@ -184,8 +194,13 @@ async fn a_failing_probe_is_an_error_with_its_output() {
             _: &str,
             _: &str,
             _: &[String],
-        ) -> Result<(Option<i32>, String), String> {
-            Ok((Some(7), "connection refused".into()))
+            _: Option<&[u8]>,
+        ) -> Result<ExecOutput, String> {
+            Ok(ExecOutput {
+                code: Some(7),
+                stdout: "connection refused".into(),
+                stderr: String::new(),
+            })
         }
     }
     let (client, _) = cluster(Arc::new(Mutex::new(OLD.to_owned())), false);

@@ -353,3 +353,42 @@ async fn cni_hint_from_the_api_and_when_listing_is_forbidden() {
     };
     assert!(why.contains("`list` on `pods`"), "{why}");
 }
+
+#[tokio::test]
+async fn bottles_are_the_labelled_namespaces_with_their_identity() {
+    let (c, log) = cluster(|_| {
+        Some((
+            200,
+            serde_json::json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {},
+            "items": [
+                {"metadata": {"name": "team-a", "labels": {"dev.claude-bottle.identity": "dev-b2c3d"}}},
+                {"metadata": {"name": NS, "labels": {"dev.claude-bottle.identity": "claude-k3x9a"}}},
+                {"metadata": {"name": "unlabelled"}}
+            ]}),
+        ))
+    });
+    assert_eq!(
+        c.bottles().await.expect("bottles"),
+        vec![
+            ("claude-k3x9a".to_owned(), NS.to_owned()),
+            ("dev-b2c3d".to_owned(), "team-a".to_owned())
+        ]
+    );
+    let log = log.lock().expect("log").clone();
+    assert!(
+        log[0]
+            .uri
+            .contains("labelSelector=dev.claude-bottle.managed%3Dtrue"),
+        "{}",
+        log[0].uri
+    );
+}
+
+#[test]
+fn supervise_queue_defaults_to_where_the_plan_mounts_the_queue() {
+    // `supervise queue …` run by exec finds the queue without --queue.
+    assert_eq!(
+        bottle_queue::cli::CONTAINER_QUEUE,
+        crate::engine::kubernetes::SUPERVISE_QUEUE
+    );
+}
