@@ -361,43 +361,55 @@ pub fn approve(args: &ApproveArgs) -> anyhow::Result<()> {
             args.allow_private,
         )
         .await?;
-        if a.changed {
-            println!(
-                "approved {}: the route is live in bottle {} (routes version {})",
-                args.id, loc.identity, a.version
-            );
-            if let Some(d) = &a.decision.diff {
-                print!("{}", approvals::sanitize(d));
+        report_approved(&args.id, &loc.identity, &a, |g| {
+            if g.new_slot {
+                format!("written into the egress container as {}", g.token_env)
+            } else {
+                format!("egress already held it as {}", g.token_env)
             }
-        } else {
-            println!(
-                "approved {}: bottle {} already allowed everything it asked for; nothing changed",
-                args.id, loc.identity
-            );
-        }
-        for g in &a.granted {
-            println!(
-                "granted: your ${} now goes to {}{}",
-                g.name(),
-                g.host,
-                if g.new_slot {
-                    format!(" (written into the egress container as {})", g.token_env)
-                } else {
-                    format!(" (egress already held it as {})", g.token_env)
-                }
-            );
-        }
-        if let Some(w) = &a.audit_warning {
-            eprintln!("warning: {w}");
-        }
-        if !a.missing_token_env.is_empty() {
-            eprintln!(
-                "warning: routes name token variables the egress container lacks: {}",
-                a.missing_token_env.join(", ")
-            );
-        }
+        });
         Ok(())
     })
+}
+
+/// What an egress approval changed, on stdout (warnings on stderr);
+/// `where_token` says where a granted credential went on this engine.
+pub(crate) fn report_approved(
+    id: &str,
+    identity: &Identity,
+    a: &approvals::EgressApproved,
+    where_token: impl Fn(&preview::Attachment) -> String,
+) {
+    if a.changed {
+        println!(
+            "approved {id}: the route is live in bottle {identity} (routes version {})",
+            a.version
+        );
+        if let Some(d) = &a.decision.diff {
+            print!("{}", approvals::sanitize(d));
+        }
+    } else {
+        println!(
+            "approved {id}: bottle {identity} already allowed everything it asked for; nothing changed"
+        );
+    }
+    for g in &a.granted {
+        println!(
+            "granted: your ${} now goes to {} ({})",
+            g.name(),
+            g.host,
+            where_token(g)
+        );
+    }
+    if let Some(w) = &a.audit_warning {
+        eprintln!("warning: {w}");
+    }
+    if !a.missing_token_env.is_empty() {
+        eprintln!(
+            "warning: routes name token variables the egress container lacks: {}",
+            a.missing_token_env.join(", ")
+        );
+    }
 }
 
 /// `launcher reject`.

@@ -22,7 +22,9 @@ use launcher::plan::identity::{Component, Identity};
 use launcher::plan::{self, Plan, PlanOptions};
 use manifest::queue::ProposalRequest;
 
-use crate::cli::approvals::{ApproveArgs, Format, ProposalsArgs, ProposalsCommand, RejectArgs};
+use crate::cli::approvals::{
+    ApproveArgs, Format, ProposalsArgs, ProposalsCommand, RejectArgs, report_approved,
+};
 use crate::cli::bottles::StopArgs;
 use crate::cli::start::{self as start_cmd, BottleArgs, StartArgs};
 
@@ -95,28 +97,7 @@ pub struct RenderArgs {
 
 /// The plan of `args`' agent (image tags computed, nothing built).
 fn plan_of(args: &BottleArgs) -> anyhow::Result<Plan> {
-    let cwd_now = std::env::current_dir().context("reading the current directory")?;
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let loaded = launcher::plan::load::find_and_load(
-        args.manifest.as_deref(),
-        |k| std::env::var(k).ok(),
-        &cwd_now,
-        home.as_deref(),
-    )?;
-    let Some(agent) = loaded.manifest.agent(&args.agent).cloned() else {
-        let names: Vec<&str> = loaded
-            .manifest
-            .agents()
-            .iter()
-            .map(|a| a.name().as_str())
-            .collect();
-        bail!(
-            "no agent {:?} in {}; agents there: {}",
-            args.agent,
-            loaded.located,
-            names.join(", ")
-        );
-    };
+    let (loaded, agent) = start_cmd::load_agent(args)?;
     if args.cwd.is_some() {
         bail!(
             "--cwd is not supported with --target kubernetes: the cluster cannot mount a directory of this host; leave it out (the agent's work leaves by git push through git-gate)"
@@ -486,37 +467,9 @@ pub fn approve(args: &ApproveArgs, kube: &KubeOptions) -> anyhow::Result<()> {
             args.allow_private,
         )
         .await?;
-        if a.changed {
-            println!(
-                "approved {}: the route is live in bottle {} (routes version {})",
-                args.id, loc.identity, a.version
-            );
-            if let Some(d) = &a.decision.diff {
-                print!("{}", launcher::approvals::sanitize(d));
-            }
-        } else {
-            println!(
-                "approved {}: bottle {} already allowed everything it asked for; nothing changed",
-                args.id, loc.identity
-            );
-        }
-        for g in &a.granted {
-            println!(
-                "granted: your ${} now goes to {} (in the egress tokens Secret as {})",
-                g.name(),
-                g.host,
-                g.token_env
-            );
-        }
-        if let Some(w) = &a.audit_warning {
-            eprintln!("warning: {w}");
-        }
-        if !a.missing_token_env.is_empty() {
-            eprintln!(
-                "warning: routes name token variables the egress container lacks: {}",
-                a.missing_token_env.join(", ")
-            );
-        }
+        report_approved(&args.id, &loc.identity, &a, |g| {
+            format!("in the egress tokens Secret as {}", g.token_env)
+        });
         anyhow::Ok(())
     })
 }

@@ -210,13 +210,9 @@ struct Prepared {
 /// Loads the manifest and builds the plan. With an engine, images are
 /// made to exist (built when missing); without, their tags are computed
 /// only (`--dry-run`).
-async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<Prepared> {
-    // An engine that cannot be protected is refused before anything is
-    // built or read.
-    let report = match engine {
-        Some(engine) => Some(assess_engine(engine).await?),
-        None => None,
-    };
+/// The manifest (search order, predecessor hint) and `args`' agent in it,
+/// or an error naming the agents there.
+pub(crate) fn load_agent(args: &BottleArgs) -> anyhow::Result<(Loaded, Agent)> {
     let cwd_now = std::env::current_dir().context("reading the current directory")?;
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let loaded = load::find_and_load(
@@ -242,6 +238,17 @@ async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<P
             names.join(", ")
         );
     };
+    Ok((loaded, agent))
+}
+
+async fn prepare(args: &BottleArgs, engine: Option<&Engine>) -> anyhow::Result<Prepared> {
+    // An engine that cannot be protected is refused before anything is
+    // built or read.
+    let report = match engine {
+        Some(engine) => Some(assess_engine(engine).await?),
+        None => None,
+    };
+    let (loaded, agent) = load_agent(args)?;
     let cwd = match &args.cwd {
         Some(d) => Some(
             std::fs::canonicalize(d)
