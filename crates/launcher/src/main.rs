@@ -81,7 +81,7 @@ fn on_kubernetes(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Render(cmd) => kubernetes::render(cmd, k).map(|()| ExitCode::SUCCESS),
         Command::Validate(_) => Err(kubernetes::unsupported("validate")),
         Command::Run(_) => Err(kubernetes::unsupported("run")),
-        Command::List(_) => Err(kubernetes::unsupported("list")),
+        Command::List(args) => kubernetes::list(args).map(|()| ExitCode::SUCCESS),
         Command::Logs(_) => Err(kubernetes::unsupported("logs")),
         Command::Cleanup(_) => Err(kubernetes::unsupported("cleanup")),
         Command::Images(_) => Err(kubernetes::unsupported("images")),

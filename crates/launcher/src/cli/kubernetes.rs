@@ -25,7 +25,7 @@ use manifest::queue::ProposalRequest;
 use crate::cli::approvals::{
     ApproveArgs, Format, ProposalsArgs, ProposalsCommand, RejectArgs, report_approved,
 };
-use crate::cli::bottles::StopArgs;
+use crate::cli::bottles::{Format as ListFormat, ListArgs, StopArgs};
 use crate::cli::start::{self as start_cmd, BottleArgs, StartArgs};
 
 /// Which engine a command drives.
@@ -40,7 +40,7 @@ pub enum Target {
 
 /// Commands that take `--target kubernetes` today.
 pub const SUPPORTED: &str =
-    "start, stop, proposals, approve, reject (and `launcher render kubernetes`)";
+    "start, stop, list, proposals, approve, reject (and `launcher render kubernetes`)";
 
 /// The error for a command not yet on Kubernetes.
 pub fn unsupported(command: &str) -> anyhow::Error {
@@ -234,6 +234,41 @@ pub fn stop(args: &StopArgs) -> anyhow::Result<()> {
         deleted.join(", ")
     );
     Ok(())
+}
+
+/// `launcher list --target kubernetes`: every bottle namespace of the
+/// cluster (found by label, as `stop` finds them).
+pub fn list(args: &ListArgs) -> anyhow::Result<()> {
+    let rt = crate::cli::start::runtime()?;
+    let found = rt.block_on(async {
+        let (cluster, _) = Cluster::connect().await?;
+        anyhow::Ok(cluster.bottles().await?)
+    })?;
+    print!("{}", listing(&found, args.format)?);
+    Ok(())
+}
+
+/// The listing of `(identity, namespace)` pairs in `format`.
+fn listing(found: &[(String, String)], format: ListFormat) -> anyhow::Result<String> {
+    Ok(match format {
+        ListFormat::Json => {
+            let bottles: Vec<serde_json::Value> = found
+                .iter()
+                .map(|(identity, namespace)| {
+                    serde_json::json!({ "identity": identity, "namespace": namespace })
+                })
+                .collect();
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&serde_json::json!({ "bottles": bottles }))?
+            )
+        }
+        ListFormat::Text if found.is_empty() => "no bottles on the cluster\n".to_owned(),
+        ListFormat::Text => found
+            .iter()
+            .map(|(identity, namespace)| format!("{identity}  namespace {namespace}\n"))
+            .collect(),
+    })
 }
 
 /// The bottles of the cluster with their queues: every labelled bottle
@@ -552,14 +587,42 @@ mod tests {
 
     #[test]
     fn other_commands_on_kubernetes_name_the_supported_ones() {
-        let cli = crate::Cli::try_parse_from(["launcher", "list", "--target", "kubernetes"])
-            .expect("parses");
+        let cli =
+            crate::Cli::try_parse_from(["launcher", "logs", "--target", "kubernetes", "x-k3x9a"])
+                .expect("parses");
         let e = crate::on_kubernetes(&cli).expect_err("not on kubernetes");
         let m = e.to_string();
         assert!(
-            m.contains("`launcher list` is not yet on kubernetes"),
+            m.contains("`launcher logs` is not yet on kubernetes"),
             "{m}"
         );
-        assert!(m.contains("start, stop, proposals, approve, reject"), "{m}");
+        assert!(
+            m.contains("start, stop, list, proposals, approve, reject"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn the_cluster_listing_names_identity_and_namespace_in_text_and_json() {
+        let found = vec![
+            (
+                "claude-k3x9a".to_owned(),
+                "claude-bottle-claude-k3x9a".to_owned(),
+            ),
+            ("dev-a1b2c".to_owned(), "team-bottles".to_owned()),
+        ];
+        let text = listing(&found, ListFormat::Text).expect("text");
+        assert_eq!(
+            text,
+            "claude-k3x9a  namespace claude-bottle-claude-k3x9a\ndev-a1b2c  namespace team-bottles\n"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&listing(&found, ListFormat::Json).expect("json")).expect("valid");
+        assert_eq!(json["bottles"][1]["namespace"], "team-bottles");
+        assert_eq!(json["bottles"][0]["identity"], "claude-k3x9a");
+        assert_eq!(
+            listing(&[], ListFormat::Text).expect("empty"),
+            "no bottles on the cluster\n"
+        );
     }
 }
