@@ -336,19 +336,7 @@ impl Bottle {
         self.state.create(&metadata)?;
         // Which operator variable each egress slot carries, so a later
         // approval reuses a slot instead of asking for the token again.
-        let slots: Vec<manifest::TokenSlot> = self
-            .plan
-            .container(Component::Egress)
-            .map(|c| {
-                c.secret_env
-                    .iter()
-                    .map(|s| manifest::TokenSlot {
-                        token_ref: s.token_ref.clone(),
-                        token_env: s.name.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let slots = self.plan.egress_token_slots();
         self.state.write_token_slots(&slots)?;
         self.guard_workspace(progress).map_err(|e| *e)?;
         for n in self.plan.networks.clone() {

@@ -503,6 +503,23 @@ impl Plan {
         self.containers.iter().find(|c| c.component == component)
     }
 
+    /// The token slots the egress proxy holds at launch (names only): what
+    /// `token-slots.json` records so an approval reuses a slot instead of
+    /// asking for the credential again.
+    pub fn egress_token_slots(&self) -> Vec<manifest::TokenSlot> {
+        self.container(Component::Egress)
+            .map(|c| {
+                c.secret_env
+                    .iter()
+                    .map(|s| manifest::TokenSlot {
+                        token_ref: s.token_ref.clone(),
+                        token_env: s.name.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Gives supervise and the agent the agent's effective Dockerfile (the
     /// default `images/agent/Dockerfile`, the agent's own, or the one a
     /// resume rebuilt from): copied to [`CURRENT_DOCKERFILE`] in both as a

@@ -216,11 +216,29 @@ pub fn start(args: &StartArgs, kube: &KubeOptions) -> anyhow::Result<std::proces
                 plan.identity, bundle.namespace, bundle.namespace, plan.identity
             )
         })?;
+    // Which operator variable each egress slot carries (names only), so an
+    // approval reuses a credential the bottle holds, as on Docker.
+    let state_root = kube_state_root(args.bottle.state_dir.as_deref())?;
+    record_token_slots(&state_root, &plan)?;
     println!(
         "bottle {} is running in namespace {}; attach with `kubectl -n {} exec -it agent -- claude`, stop with `launcher stop --target kubernetes {}`",
         plan.identity, bundle.namespace, bundle.namespace, plan.identity
     );
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Writes the bottle's launch token slots into its operator-side state
+/// directory (created 0700 if missing).
+fn record_token_slots(state_root: &std::path::Path, plan: &Plan) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let state = launcher::lifecycle::state::BottleState::new(state_root, &plan.identity);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state.dir())
+        .with_context(|| format!("creating {}", state.dir().display()))?;
+    state.write_token_slots(&plan.egress_token_slots())?;
+    Ok(())
 }
 
 /// `launcher stop --target kubernetes <identity>`.
@@ -229,6 +247,16 @@ pub fn stop(args: &StopArgs) -> anyhow::Result<()> {
     let rt = crate::cli::start::runtime()?;
     let (cluster, _) = rt.block_on(Cluster::connect())?;
     let deleted = rt.block_on(cluster.stop(identity.as_str()))?;
+    // The operator-side state (lock, token slots) goes with the bottle.
+    let state = launcher::lifecycle::state::BottleState::new(
+        &kube_state_root(args.state_dir.as_deref())?,
+        &identity,
+    );
+    match std::fs::remove_dir_all(state.dir()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => eprintln!("warning: removing {}: {e}", state.dir().display()),
+    }
     println!(
         "bottle {identity}: deleting namespace {} (the cluster removes everything in it)",
         deleted.join(", ")
@@ -600,6 +628,36 @@ mod tests {
             m.contains("start, stop, list, proposals, approve, reject"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn start_records_the_egress_token_slots_where_approvals_read_them() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let manifest = manifest::defaults::default_manifest().expect("default manifest");
+        let agent = manifest.agents().first().cloned().expect("default agent");
+        let opts = launcher::plan::PlanOptions {
+            identity: Identity::parse("claude-k3x9a").expect("id"),
+            cwd: None,
+            queue_dir: "/state/queue".into(),
+            images: Component::ALL
+                .into_iter()
+                .map(|c| (c, format!("claude-bottle/{c}:test")))
+                .collect(),
+            unavailable: BTreeMap::new(),
+            extra_labels: BTreeMap::new(),
+            upstream_ca: None,
+            skills: Vec::new(),
+            workspace_mode: None,
+        };
+        let plan = launcher::plan::build(&agent, &opts).expect("plan");
+        let expected = plan.egress_token_slots();
+        assert!(
+            !expected.is_empty(),
+            "the default agent holds the OAuth slot"
+        );
+        record_token_slots(dir.path(), &plan).expect("record");
+        let state = launcher::lifecycle::state::BottleState::new(dir.path(), &plan.identity);
+        assert_eq!(state.token_slots().expect("read"), expected);
     }
 
     #[test]
