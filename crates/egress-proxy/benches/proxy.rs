@@ -3,7 +3,7 @@
 //!
 //! Run: `cargo bench -p egress-proxy --bench proxy` (release build; the
 //! proxy under test is the real binary, spawned, so its RSS is its own).
-//! Knobs: `BENCH_SECS` (per scenario, default 3), `BENCH_BULK_MB` (default
+//! Knobs: `BENCH_SECS` (per scenario, default 3), `BENCH_CONNS` (keep-alive connection counts, default `1,8,16,32`), `BENCH_BULK_MB` (default
 //! 1024), `BENCH_RUST_LOG` (the proxy's `RUST_LOG`; `warn` turns the
 //! decision log off). The route is credentialed and path-allowlisted, as
 //! real API routes are; the proxy's stderr is a pipe this process reads
@@ -122,6 +122,9 @@ struct Latency {
     rps: f64,
     /// Proxy CPU time (user + system) per request, µs.
     proxy_cpu_us: f64,
+    /// Context switches of the proxy's threads per request (voluntary:
+    /// a thread parked in epoll/futex; involuntary: preempted).
+    proxy_switches: f64,
     /// CPU time of every process on the path (this client, the upstream
     /// and, through the proxy, the proxy) per request, µs.
     total_cpu_us: f64,
@@ -161,10 +164,12 @@ async fn keep_alive(b: &Arc<Bench>, path: Path, conc: usize) -> Latency {
     }
     let start = Instant::now();
     let cpu0 = cpu_ticks(b.pid);
+    let switches0 = context_switches(b.pid);
     let others0 = cpu_ticks(std::process::id()) + cpu_ticks(b.upstream_pid);
     tokio::time::sleep(b.secs).await;
     stop.store(true, Ordering::Relaxed);
     let cpu = cpu_ticks(b.pid) - cpu0;
+    let switches = context_switches(b.pid) - switches0;
     let others = cpu_ticks(std::process::id()) + cpu_ticks(b.upstream_pid) - others0;
     let total = if path == Path::Proxy {
         cpu + others
@@ -180,10 +185,29 @@ async fn keep_alive(b: &Arc<Bench>, path: Path, conc: usize) -> Latency {
     Latency {
         rps: all.len() as f64 / el,
         proxy_cpu_us: cpu as f64 * 1e6 / TICKS_PER_SEC / all.len().max(1) as f64,
+        proxy_switches: switches as f64 / all.len().max(1) as f64,
         total_cpu_us: total as f64 * 1e6 / TICKS_PER_SEC / all.len().max(1) as f64,
         p50_us: pct(&all, 0.50),
         p99_us: pct(&all, 0.99),
     }
+}
+
+/// Voluntary + involuntary context switches of every thread of `pid`.
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .map(|t| {
+            std::fs::read_to_string(t.path().join("status"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
 }
 
 /// Kernel clock ticks per second for /proc/<pid>/stat (100 on Linux x86).
@@ -444,7 +468,11 @@ async fn run() {
 
     println!("\n| scenario | direct | through proxy | proxy/direct |");
     println!("|---|---|---|---|");
-    for conc in [1, 8, 16, 32] {
+    let conns: Vec<usize> = std::env::var("BENCH_CONNS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 8, 16, 32]);
+    for conc in conns {
         if !want("keepalive") {
             break;
         }
@@ -468,6 +496,10 @@ async fn run() {
         println!(
             "| proxy CPU per request, {conc} conn | – | {:.1} µs | |",
             p.proxy_cpu_us
+        );
+        println!(
+            "| proxy context switches per request, {conc} conn | – | {:.2} | |",
+            p.proxy_switches
         );
         println!(
             "| CPU per request, all processes, {conc} conn | {:.1} µs | {:.1} µs | |",
