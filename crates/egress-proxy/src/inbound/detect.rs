@@ -17,7 +17,7 @@
 use std::ops::Range;
 use std::sync::OnceLock;
 
-use regex::bytes::{Regex, RegexBuilder};
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 /// Sum of weights at which a text is flagged.
 pub const THRESHOLD: u32 = 3;
@@ -59,6 +59,45 @@ fn re(pattern: &str) -> Regex {
         .expect("built-in pattern compiles (unit-tested)")
 }
 
+// The patterns whose matches are signals (the others only qualify them).
+const OVERRIDE: &str = concat!(
+    r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:(?:all|any|the|your|my|of|these|those)\s+){0,3}",
+    r"(?:previous|prior|above|earlier|preceding|existing|system|original|initial|safety)\s+(?:[a-z]+\s+)?",
+    r"(?:instructions?|prompts?|directions?|rules|guidelines|guardrails|constraints|directives)\b",
+    r"|\byou are now\b[^.\n]{0,30}\b(?:DAN|jailbroken|unrestricted|unfiltered|in developer mode|free of)",
+    r"|\bnew (?:system )?instructions?\s*:",
+    r"|\b(?:do not|don't|never)\s+(?:tell|inform|alert|notify|mention (?:this|it) to)\s+(?:the\s+)?(?:user|human|operator|developer)",
+    r"|\bsystem (?:override|prompt override)\b",
+);
+
+const AGENT: &str = concat!(
+    r"\bif you are an? (?:AI|LLM|language model|assistant|agent|bot|coding agent)\b",
+    r"|\b(?:attention|note to|message for|instructions? for)\s+(?:the\s+|all\s+|any\s+)?(?:AI|LLM|assistants?|agents?|models?|Claude|ChatGPT|Copilot)\b",
+    r"|\b(?:AI|LLM) (?:agents?|assistants?|models?) (?:reading|processing|browsing|summari[sz]ing) this\b",
+    r"|\bas an AI (?:agent|assistant|model)\b",
+);
+
+const EXFIL: &str = concat!(
+    r"\b(?:send|post|upload|exfiltrate|forward|e-?mail|leak|transmit|paste|append|include)\b[^\n]{0,60}?",
+    r"\b(?:api[_ -]?keys?|access tokens?|tokens|credentials|secrets|passwords|ssh keys?|private keys?|env(?:ironment)? variables|\.env\b|session cookies|conversation history|system prompt)",
+    r"|\b(?:cat|type|print|dump|read)\s+[^\n]{0,20}(?:~/\.ssh|\.env\b|/proc/self/environ|id_rsa|\.aws/credentials|\.netrc|\.git-credentials)",
+    r"|\b(?:curl|wget)\b[^\n]{0,120}\|\s*(?:ba|z)?sh\b",
+    r"|\bprintenv\b[^\n]{0,40}\b(?:curl|wget|nc)\b",
+);
+
+const FAKE_ROLE: &str = concat!(
+    r"<\|im_start\|>\s*(?:system|assistant)|<\|(?:system|endoftext)\|>",
+    r"|(?-i:\[/?(?:SYSTEM|INST)\])|<<SYS>>",
+    r"|</?(?:system|system[-_]prompt|system[-_]instructions?|tool[-_]result|function[-_]results|assistant)>",
+    r"|(?:^|\n)[ \t#*>]*(?:(?-i:SYSTEM)|System (?:message|prompt|instruction|override)s?)\s*:",
+);
+
+const IMAGE: &str = concat!(
+    r#"!\[[^\]\n]{0,200}\]\(\s*(https?://[^)\s]{1,2000})"#,
+    r#"|\[[^\]\n]{0,200}\]\(\s*(https?://[^)\s]{1,2000})"#,
+    r#"|<img\b[^>]{0,300}?\bsrc\s*=\s*["']?(https?://[^"'\s>]{1,2000})"#,
+);
+
 struct Patterns {
     override_: Regex,
     agent: Regex,
@@ -68,39 +107,24 @@ struct Patterns {
     comment: Regex,
     hidden_style: Regex,
     image: Regex,
+    /// Matches where any signal pattern matches: one search that lets a
+    /// short text with none of them skip the separate searches.
+    any: RegexSet,
 }
 
 fn patterns() -> &'static Patterns {
     static P: OnceLock<Patterns> = OnceLock::new();
     P.get_or_init(|| Patterns {
-        override_: re(concat!(
-            r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:(?:all|any|the|your|my|of|these|those)\s+){0,3}",
-            r"(?:previous|prior|above|earlier|preceding|existing|system|original|initial|safety)\s+(?:[a-z]+\s+)?",
-            r"(?:instructions?|prompts?|directions?|rules|guidelines|guardrails|constraints|directives)\b",
-            r"|\byou are now\b[^.\n]{0,30}\b(?:DAN|jailbroken|unrestricted|unfiltered|in developer mode|free of)",
-            r"|\bnew (?:system )?instructions?\s*:",
-            r"|\b(?:do not|don't|never)\s+(?:tell|inform|alert|notify|mention (?:this|it) to)\s+(?:the\s+)?(?:user|human|operator|developer)",
-            r"|\bsystem (?:override|prompt override)\b",
-        )),
-        agent: re(concat!(
-            r"\bif you are an? (?:AI|LLM|language model|assistant|agent|bot|coding agent)\b",
-            r"|\b(?:attention|note to|message for|instructions? for)\s+(?:the\s+|all\s+|any\s+)?(?:AI|LLM|assistants?|agents?|models?|Claude|ChatGPT|Copilot)\b",
-            r"|\b(?:AI|LLM) (?:agents?|assistants?|models?) (?:reading|processing|browsing|summari[sz]ing) this\b",
-            r"|\bas an AI (?:agent|assistant|model)\b",
-        )),
-        exfil: re(concat!(
-            r"\b(?:send|post|upload|exfiltrate|forward|e-?mail|leak|transmit|paste|append|include)\b[^\n]{0,60}?",
-            r"\b(?:api[_ -]?keys?|access tokens?|tokens|credentials|secrets|passwords|ssh keys?|private keys?|env(?:ironment)? variables|\.env\b|session cookies|conversation history|system prompt)",
-            r"|\b(?:cat|type|print|dump|read)\s+[^\n]{0,20}(?:~/\.ssh|\.env\b|/proc/self/environ|id_rsa|\.aws/credentials|\.netrc|\.git-credentials)",
-            r"|\b(?:curl|wget)\b[^\n]{0,120}\|\s*(?:ba|z)?sh\b",
-            r"|\bprintenv\b[^\n]{0,40}\b(?:curl|wget|nc)\b",
-        )),
-        fake_role: re(concat!(
-            r"<\|im_start\|>\s*(?:system|assistant)|<\|(?:system|endoftext)\|>",
-            r"|(?-i:\[/?(?:SYSTEM|INST)\])|<<SYS>>",
-            r"|</?(?:system|system[-_]prompt|system[-_]instructions?|tool[-_]result|function[-_]results|assistant)>",
-            r"|(?:^|\n)[ \t#*>]*(?:(?-i:SYSTEM)|System (?:message|prompt|instruction|override)s?)\s*:",
-        )),
+        any: RegexSetBuilder::new([OVERRIDE, AGENT, EXFIL, FAKE_ROLE, IMAGE])
+            .unicode(false)
+            .case_insensitive(true)
+            .size_limit(8 << 20)
+            .build()
+            .expect("built-in patterns compile (unit-tested)"),
+        override_: re(OVERRIDE),
+        agent: re(AGENT),
+        exfil: re(EXFIL),
+        fake_role: re(FAKE_ROLE),
         discussion: re(
             r"\bprompt[- ]injections?\b|\bjailbreak(?:s|ing)?\b|\binjection attacks?\b|\badversarial prompts?\b",
         ),
@@ -109,11 +133,7 @@ fn patterns() -> &'static Patterns {
             r#"<[a-z][a-z0-9]*\b[^>]{0,300}?(?:style\s*=\s*["'][^"']{0,300}?(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?:px|em|pt|rem|%)?\s*[;"']|opacity\s*:\s*0(?:\.0+)?\s*[;"']|(?:left|top|text-indent)\s*:\s*-\d{3,}|color\s*:\s*(?:#fff(?:fff)?|white|transparent|rgba\([^)]*,\s*0\s*\)))"#,
             r#"|\bhidden\b(?:\s*=\s*["']?hidden)?[\s>/]|aria-hidden\s*=\s*["']true)[^>]{0,300}>"#,
         )),
-        image: re(concat!(
-            r#"!\[[^\]\n]{0,200}\]\(\s*(https?://[^)\s]{1,2000})"#,
-            r#"|\[[^\]\n]{0,200}\]\(\s*(https?://[^)\s]{1,2000})"#,
-            r#"|<img\b[^>]{0,300}?\bsrc\s*=\s*["']?(https?://[^"'\s>]{1,2000})"#,
-        )),
+        image: re(IMAGE),
     })
 }
 
@@ -153,6 +173,21 @@ fn site(host: &[u8]) -> Vec<u8> {
 /// back to the same site carry nothing away).
 pub fn signals(text: &[u8], own_host: &str) -> Vec<Signal> {
     let p = patterns();
+    if text.len() <= GATE_MAX_BYTES && text.is_ascii() && !p.any.is_match(text) {
+        // Exactly the empty result: every signal comes from a match of one
+        // of the set's patterns or from non-ASCII characters.
+        return Vec::new();
+    }
+    signals_ungated(p, text, own_host)
+}
+
+/// Up to this length the one combined search is cheaper than the separate
+/// ones it can spare (each search has a fixed cost; a typical API response
+/// or SSE event is far shorter). Longer texts go straight to the separate,
+/// literal-prefiltered searches.
+const GATE_MAX_BYTES: usize = 4096;
+
+fn signals_ungated(p: &Patterns, text: &[u8], own_host: &str) -> Vec<Signal> {
     let mut out = Vec::new();
     let discussion = p.discussion.find_iter(text).take(2).count() >= 2;
     let hidden = hidden_regions(text);
