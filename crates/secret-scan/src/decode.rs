@@ -186,20 +186,41 @@ impl Claimed {
     }
 }
 
-/// The start of the first window of `len` consecutive positions at or
-/// after `from` that all satisfy `ok`, or `None`. Boyer–Moore style: a
-/// window is read from its end, and a failing position `q` moves the next
-/// window past `q`; positions already known good are not read again, so
-/// every position is read at most once and, in prose, where a space or
-/// punctuation byte comes every few bytes, about one in five is read.
-fn next_window(n: usize, from: usize, len: usize, ok: impl Fn(usize) -> bool) -> Option<usize> {
+/// The start of the first window of `len` (at least 8) consecutive
+/// positions of `d` at or after `from` that all satisfy `ok`, or `None`.
+/// Boyer–Moore style: a window is read from its end, and a failing
+/// position `q` moves the next window past `q`. The window's last 8 bytes
+/// are first read as one word: `bad8` marks (bit 7 of a byte) the bytes it
+/// can tell fail `ok` by arithmetic (spaces, line ends, letters out of an
+/// alphabet), so in prose one word read moves the window most of its
+/// length. Otherwise the window is read byte by byte from its end,
+/// positions already known good not again.
+fn next_window(
+    d: &[u8],
+    from: usize,
+    len: usize,
+    ok: impl Fn(usize) -> bool,
+    bad8: impl Fn(u64) -> u64,
+) -> Option<usize> {
+    let n = d.len();
+    if len > n {
+        return None;
+    }
     let mut w = from;
     // [w, good) is known to satisfy `ok`.
     let mut good = from;
     loop {
-        let end = w.checked_add(len)?;
-        if end > n {
+        if w > n - len {
             return None;
+        }
+        let end = w + len;
+        let word: [u8; 8] = d[end - 8..end].try_into().unwrap_or_default();
+        let m = bad8(u64::from_le_bytes(word)) & 0x8080_8080_8080_8080;
+        if m != 0 {
+            // Past the highest flagged byte: the last failing position.
+            w = end - (m.leading_zeros() / 8) as usize;
+            good = w;
+            continue;
         }
         let mut k = end;
         loop {
@@ -214,6 +235,24 @@ fn next_window(n: usize, from: usize, len: usize, ok: impl Fn(usize) -> bool) ->
         good = end;
         w = k + 1;
     }
+}
+
+/// Each byte of `x` plus `add`, bit 7 of each byte set when its low seven
+/// bits plus `add` reach 0x80 (no carry crosses bytes).
+fn swar_add(x: u64, add: u8) -> u64 {
+    (x & 0x7f7f_7f7f_7f7f_7f7f) + u64::from(add) * 0x0101_0101_0101_0101
+}
+
+/// Bit 7 set in the bytes of `x` that are below `+` or not ASCII: no
+/// base64 byte is.
+fn not_b64_8(x: u64) -> u64 {
+    x | !swar_add(x, 0x80 - b'+')
+}
+
+/// Bit 7 set in the bytes of `x` that are control bytes, from `g` up, or
+/// not ASCII: neither hex digits nor `:`, `-`, space.
+fn not_hex_or_delim_8(x: u64) -> u64 {
+    x | swar_add(x, 0x80 - b'g') | !(x | swar_add(x, 0x80 - b' '))
 }
 
 fn hex_val(c: u8) -> Option<u8> {
@@ -387,7 +426,7 @@ fn delimited_hex(d: &[u8], claimed: &mut Claimed, out: &mut Vec<Decoded>) {
     const RUN: usize = 3 * MIN_HEX_PAIRS - 1;
     let class = |c: u8| HEX_OR_DELIM[c as usize];
     let mut from = 0;
-    while let Some(w) = next_window(d.len(), from, RUN, |k| class(d[k])) {
+    while let Some(w) = next_window(d, from, RUN, |k| class(d[k]), not_hex_or_delim_8) {
         let mut s = w;
         while s > 0 && class(d[s - 1]) {
             s -= 1;
@@ -515,11 +554,15 @@ fn base_n(d: &[u8], claimed: &mut Claimed, out: &mut Vec<Decoded>) {
     let mut from = 0;
     loop {
         let found = if claimed.some() {
-            next_window(d.len(), from, MIN_BASE64, |k| {
-                is_b64(d[k]) && !claimed.is(k)
-            })
+            next_window(
+                d,
+                from,
+                MIN_BASE64,
+                |k| is_b64(d[k]) && !claimed.is(k),
+                not_b64_8,
+            )
         } else {
-            next_window(d.len(), from, MIN_BASE64, |k| is_b64(d[k]))
+            next_window(d, from, MIN_BASE64, |k| is_b64(d[k]), not_b64_8)
         };
         let Some(w) = found else { break };
         let mut s = w;

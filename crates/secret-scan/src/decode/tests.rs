@@ -375,18 +375,55 @@ fn next_window_finds_the_first_run_of_good_positions() {
         let b = s.as_bytes();
         let want =
             (0..b.len()).find(|&w| w + len <= b.len() && b[w..w + len].iter().all(|&c| c == b'x'));
+        // With and without the word test (here: `.` and space fail).
+        let dots = |x: u64| {
+            let mut m = 0;
+            for (i, c) in x.to_le_bytes().into_iter().enumerate() {
+                if c == b'.' || c == b' ' {
+                    m |= 0x80 << (8 * i);
+                }
+            }
+            m
+        };
         assert_eq!(
-            next_window(b.len(), 0, len, |k| b[k] == b'x'),
+            next_window(b, 0, len, |k| b[k] == b'x', dots),
+            want,
+            "{s} {len}"
+        );
+        assert_eq!(
+            next_window(b, 0, len, |k| b[k] == b'x', |_| 0),
             want,
             "{s} {len}"
         );
     };
-    check("", 3);
-    check("xx", 3);
-    check("xxx", 3);
-    check("ab xxx", 3);
-    check("xx.xx.xxxx", 3);
-    check("x.xx.xxx.", 4);
+    check("", 8);
+    check("xxxxxxx", 8);
+    check("xxxxxxxx", 8);
+    check("ab xxxxxxxx", 8);
+    check("xx.xx.xxxxxxx.xxxxxxxx", 8);
+    check("x.xx.xxx.xxxxxxxxx", 9);
     check("xxxxxxxxxxxxxxxxxxxxxx", 20);
     check(".xxxxxxxxxxxxxxxxxxx.xxxxxxxxxxxxxxxxxxxx", 20);
+}
+
+proptest! {
+    /// The word tests flag only bytes outside the class, and every byte
+    /// below `+` / every byte from `g` up (what they are for).
+    #[test]
+    fn word_tests_flag_exactly_their_bytes(word in any::<[u8; 8]>()) {
+        let x = u64::from_le_bytes(word);
+        let b64 = not_b64_8(x) & 0x8080_8080_8080_8080;
+        let hex = not_hex_or_delim_8(x) & 0x8080_8080_8080_8080;
+        for (i, &c) in word.iter().enumerate() {
+            let bit = |m: u64| m >> (8 * i + 7) & 1 == 1;
+            prop_assert_eq!(bit(b64), !(b'+'..0x80).contains(&c), "{:#x}", c);
+            prop_assert_eq!(bit(hex), !(b' '..b'g').contains(&c), "{:#x}", c);
+            if bit(b64) {
+                prop_assert!(!is_b64(c));
+            }
+            if bit(hex) {
+                prop_assert!(!HEX_OR_DELIM[c as usize]);
+            }
+        }
+    }
 }
