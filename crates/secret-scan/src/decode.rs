@@ -138,11 +138,11 @@ pub fn is_texty(b: &[u8]) -> bool {
 /// Which input bytes an earlier finder already decoded.
 /// One byte per input byte (1 = claimed), so the next claimed byte is a
 /// `memchr` away; with the answer cached until the next claim, finding
-/// where runs end costs one pass between claims.
+/// where runs end costs one pass between claims. The map is allocated at
+/// the first claim: most windows claim nothing.
 struct Claimed {
     v: Vec<u8>,
-    /// Whether anything is claimed.
-    some: bool,
+    len: usize,
     /// `(from, next claimed at or after from)`, valid until a claim.
     cache: (usize, usize),
 }
@@ -150,34 +150,109 @@ struct Claimed {
 impl Claimed {
     fn new(len: usize) -> Self {
         Self {
-            v: vec![0; len],
-            some: false,
+            v: Vec::new(),
+            len,
             cache: (1, 0),
         }
     }
+    /// Whether anything is claimed.
+    fn some(&self) -> bool {
+        !self.v.is_empty()
+    }
     fn is(&self, i: usize) -> bool {
-        self.v[i] != 0
+        self.some() && self.v[i] != 0
     }
     fn any(&self, r: Range<usize>) -> bool {
-        self.some && memchr::memchr(1, &self.v[r]).is_some()
+        self.some() && memchr::memchr(1, &self.v[r]).is_some()
     }
     fn take(&mut self, r: Range<usize>) {
+        if self.v.is_empty() {
+            self.v = vec![0; self.len];
+        }
         self.v[r].fill(1);
-        self.some = true;
         self.cache = (1, 0);
     }
     /// The first claimed index at or after `from` (the length if none).
     fn next(&mut self, from: usize) -> usize {
-        if !self.some {
-            return self.v.len();
+        if !self.some() {
+            return self.len;
         }
         if self.cache.0 <= from && from <= self.cache.1 {
             return self.cache.1;
         }
-        let at = memchr::memchr(1, &self.v[from..]).map_or(self.v.len(), |k| from + k);
+        let at = memchr::memchr(1, &self.v[from..]).map_or(self.len, |k| from + k);
         self.cache = (from, at);
         at
     }
+}
+
+/// The start of the first window of `len` (at least 8) consecutive
+/// positions of `d` at or after `from` that all satisfy `ok`, or `None`.
+/// Boyer–Moore style: a window is read from its end, and a failing
+/// position `q` moves the next window past `q`. The window's last 8 bytes
+/// are first read as one word: `bad8` marks (bit 7 of a byte) the bytes it
+/// can tell fail `ok` by arithmetic (spaces, line ends, letters out of an
+/// alphabet), so in prose one word read moves the window most of its
+/// length. Otherwise the window is read byte by byte from its end,
+/// positions already known good not again.
+fn next_window(
+    d: &[u8],
+    from: usize,
+    len: usize,
+    ok: impl Fn(usize) -> bool,
+    bad8: impl Fn(u64) -> u64,
+) -> Option<usize> {
+    let n = d.len();
+    if len > n {
+        return None;
+    }
+    let mut w = from;
+    // [w, good) is known to satisfy `ok`.
+    let mut good = from;
+    loop {
+        if w > n - len {
+            return None;
+        }
+        let end = w + len;
+        let word: [u8; 8] = d[end - 8..end].try_into().unwrap_or_default();
+        let m = bad8(u64::from_le_bytes(word)) & 0x8080_8080_8080_8080;
+        if m != 0 {
+            // Past the highest flagged byte: the last failing position.
+            w = end - (m.leading_zeros() / 8) as usize;
+            good = w;
+            continue;
+        }
+        let mut k = end;
+        loop {
+            if k <= good.max(w) {
+                return Some(w);
+            }
+            k -= 1;
+            if !ok(k) {
+                break;
+            }
+        }
+        good = end;
+        w = k + 1;
+    }
+}
+
+/// Each byte of `x` plus `add`, bit 7 of each byte set when its low seven
+/// bits plus `add` reach 0x80 (no carry crosses bytes).
+fn swar_add(x: u64, add: u8) -> u64 {
+    (x & 0x7f7f_7f7f_7f7f_7f7f) + u64::from(add) * 0x0101_0101_0101_0101
+}
+
+/// Bit 7 set in the bytes of `x` that are below `+` or not ASCII: no
+/// base64 byte is.
+fn not_b64_8(x: u64) -> u64 {
+    x | !swar_add(x, 0x80 - b'+')
+}
+
+/// Bit 7 set in the bytes of `x` that are control bytes, from `g` up, or
+/// not ASCII: neither hex digits nor `:`, `-`, space.
+fn not_hex_or_delim_8(x: u64) -> u64 {
+    x | swar_add(x, 0x80 - b'g') | !(x | swar_add(x, 0x80 - b' '))
 }
 
 fn hex_val(c: u8) -> Option<u8> {
@@ -346,43 +421,57 @@ fn is_hex_delim(c: u8) -> bool {
 /// `de:ad:be:ef`, `de-ad-…`, `de ad …`: at least [`MIN_HEX_PAIRS`] pairs
 /// with one consistent delimiter.
 fn delimited_hex(d: &[u8], claimed: &mut Claimed, out: &mut Vec<Decoded>) {
-    // A run of MIN_HEX_PAIRS pairs spans 3 * MIN_HEX_PAIRS - 1 bytes, so
-    // probing every STRIDE bytes cannot step over one.
-    const STRIDE: usize = 3 * MIN_HEX_PAIRS - 2;
-    let mut probe = 0;
-    while probe < d.len() {
-        let c = d[probe];
-        if !(c.is_ascii_hexdigit() || is_hex_delim(c)) {
-            probe += STRIDE;
-            continue;
-        }
-        let mut s = probe;
-        while s > 0 && (d[s - 1].is_ascii_hexdigit() || is_hex_delim(d[s - 1])) {
+    // MIN_HEX_PAIRS pairs span 3 * MIN_HEX_PAIRS - 1 bytes of hex digits
+    // and delimiters: only runs of such bytes at least that long are read.
+    const RUN: usize = 3 * MIN_HEX_PAIRS - 1;
+    let class = |c: u8| HEX_OR_DELIM[c as usize];
+    let mut from = 0;
+    while let Some(w) = next_window(d, from, RUN, |k| class(d[k]), not_hex_or_delim_8) {
+        let mut s = w;
+        while s > 0 && class(d[s - 1]) {
             s -= 1;
         }
-        let mut e = probe;
-        while e < d.len() && (d[e].is_ascii_hexdigit() || is_hex_delim(d[e])) {
+        let mut e = w + RUN;
+        while e < d.len() && class(d[e]) {
             e += 1;
         }
-        let mut i = s;
-        while i + 2 < e {
-            if let Some(run) = hex_pairs_at(d, i, e) {
-                if !claimed.any(run.0.clone()) {
-                    claimed.take(run.0.clone());
-                    out.push(Decoded {
-                        span: run.0.clone(),
-                        encoding: Encoding::Hex,
-                        bytes: run.1,
-                    });
-                }
-                i = run.0.end;
-            } else {
-                i += 1;
-            }
-        }
-        probe = e.max(probe + 1) + STRIDE - 1;
+        hex_pairs_in(d, s, e, claimed, out);
+        from = e + 1;
     }
 }
+
+/// Every delimited pair run in the run of hex digits and delimiters
+/// `s..e`.
+fn hex_pairs_in(d: &[u8], s: usize, e: usize, claimed: &mut Claimed, out: &mut Vec<Decoded>) {
+    let mut i = s;
+    while i + 2 < e {
+        if let Some(run) = hex_pairs_at(d, i, e) {
+            if !claimed.any(run.0.clone()) {
+                claimed.take(run.0.clone());
+                out.push(Decoded {
+                    span: run.0.clone(),
+                    encoding: Encoding::Hex,
+                    bytes: run.1,
+                });
+            }
+            i = run.0.end;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Hex digits and the pair delimiters (`:`, `-`, space).
+const HEX_OR_DELIM: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_hexdigit() || matches!(c, b':' | b'-' | b' ');
+        i += 1;
+    }
+    t
+};
 
 /// A delimited pair run starting exactly at `i` (ending by `e`).
 fn hex_pairs_at(d: &[u8], i: usize, e: usize) -> Option<(Range<usize>, Vec<u8>)> {
@@ -459,19 +548,29 @@ const MIN_WRAP_LINE: usize = 32;
 
 /// Base64 / base32 / plain hex runs, possibly wrapped.
 fn base_n(d: &[u8], claimed: &mut Claimed, out: &mut Vec<Decoded>) {
-    const STRIDE: usize = MIN_BASE64 - 1;
-    let mut probe = 0;
-    while probe < d.len() {
-        if !is_b64(d[probe]) || claimed.is(probe) {
-            probe += STRIDE;
-            continue;
-        }
-        let mut s = probe;
+    // A run is decoded when it is at least MIN_BASE64 bytes long, or wraps
+    // (which needs a first line of MIN_WRAP_LINE > MIN_BASE64 bytes): only
+    // runs of unclaimed alphabet bytes at least MIN_BASE64 long are read.
+    let mut from = 0;
+    loop {
+        let found = if claimed.some() {
+            next_window(
+                d,
+                from,
+                MIN_BASE64,
+                |k| is_b64(d[k]) && !claimed.is(k),
+                not_b64_8,
+            )
+        } else {
+            next_window(d, from, MIN_BASE64, |k| is_b64(d[k]), not_b64_8)
+        };
+        let Some(w) = found else { break };
+        let mut s = w;
         while s > 0 && is_b64(d[s - 1]) && !claimed.is(s - 1) {
             s -= 1;
         }
         // Extend right across bytes and wraps.
-        let mut e = probe;
+        let mut e = w + MIN_BASE64;
         let mut line_start = s;
         let mut wrapped = false;
         loop {
@@ -490,10 +589,8 @@ fn base_n(d: &[u8], claimed: &mut Claimed, out: &mut Vec<Decoded>) {
             }
             break;
         }
-        if e - s >= MIN_BASE64 {
-            decode_run(d, s..e, !wrapped, claimed, out);
-        }
-        probe = e.max(probe + 1) + STRIDE - 1;
+        decode_run(d, s..e, !wrapped, claimed, out);
+        from = e + 1;
     }
 }
 

@@ -222,6 +222,53 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// in it)` pairs it stands for.
 pub(crate) type Anchor = (Vec<u8>, Vec<(usize, usize)>);
 
+/// A search for any of a group of anchors.
+#[derive(Debug, Clone)]
+pub(crate) enum Prefilter {
+    /// Teddy, 16 buckets ("fat"): on prose its 8-bucket variant, which
+    /// aho-corasick picks for up to 32 patterns, lets through a candidate
+    /// every few bytes, each verified (measured on keyword-free text, 28
+    /// anchors: 4.2 → 1.4 instructions per byte).
+    Packed(aho_corasick::packed::Searcher),
+    /// Where Teddy is not available (no AVX2/SSSE3, or too many anchors).
+    Automaton(AhoCorasick),
+}
+
+impl Prefilter {
+    fn new<'a>(anchors: impl Iterator<Item = &'a Vec<u8>> + Clone) -> Self {
+        let packed = aho_corasick::packed::Config::new()
+            .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+            .only_teddy(true)
+            .only_teddy_fat(Some(true))
+            .heuristic_pattern_limits(false)
+            .builder()
+            .extend(anchors.clone())
+            .build();
+        match packed {
+            Some(p) => Self::Packed(p),
+            None => Self::Automaton(
+                AhoCorasickBuilder::new()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .kind(Some(AhoCorasickKind::ContiguousNFA))
+                    .build(anchors)
+                    .expect("keywords are non-empty literals (validated)"),
+            ),
+        }
+    }
+
+    /// The start of the first anchor found in `hay[at..]`.
+    pub(crate) fn find(&self, hay: &[u8], at: usize) -> Option<usize> {
+        match self {
+            Self::Packed(p) => p
+                .find_in(hay, aho_corasick::Span::from(at..hay.len()))
+                .map(|m| m.start()),
+            Self::Automaton(ac) => ac
+                .find(aho_corasick::Input::new(hay).span(at..hay.len()))
+                .map(|m| m.start()),
+        }
+    }
+}
+
 /// A compiled rule set: rules, global allowlists and the keyword prefilter.
 #[derive(Debug, Clone)]
 pub struct RuleSet {
@@ -229,7 +276,7 @@ pub struct RuleSet {
     pub(crate) global: Vec<Allowlist>,
     /// Over the anchors of the word keywords (no punctuation; see
     /// [`anchor_of`]), [`KEYWORDS_PER_AUTOMATON`] per automaton.
-    pub(crate) prefilter: Vec<AhoCorasick>,
+    pub(crate) prefilter: Vec<Prefilter>,
     /// Anchor index → its bytes and the `(keyword, offset of the anchor in
     /// it)` pairs it stands for.
     pub(crate) anchors: Vec<Anchor>,
@@ -239,7 +286,11 @@ pub struct RuleSet {
     /// Number of word keywords.
     pub(crate) word_keywords: usize,
     /// Keywords holding punctuation (`ghp_`, `sk-ant-`, `://`), found by
-    /// their first punctuation byte: byte → `(offset in keyword, keyword)`.
+    /// their first punctuation byte `b` and the byte before it `p`:
+    /// `punct[256 * b + p]` → `(offset in keyword, keyword)`; keywords
+    /// that start with their punctuation byte are under `p = 0` and
+    /// checked at every `b` (HTML and JSON are full of `-`, `=`, `:`, and
+    /// most keywords under a byte cannot match at a given hit).
     pub(crate) punct: Vec<Vec<(usize, usize)>>,
     /// The punctuation bytes some keyword is anchored on.
     pub(crate) punct_bytes: Vec<u8>,
@@ -433,15 +484,28 @@ impl RuleSet {
         // rare in prose.
         let is_punct = |b: u8| !b.is_ascii_alphanumeric();
         let mut word: Vec<usize> = Vec::new();
-        let mut punct: Vec<Vec<(usize, usize)>> = vec![Vec::new(); 256];
+        let mut punct: Vec<Vec<(usize, usize)>> = Vec::new();
         for (ki, k) in keywords.iter().enumerate() {
             match k.bytes().position(is_punct) {
-                Some(off) => punct[k.as_bytes()[off] as usize].push((off, ki)),
+                Some(off) => {
+                    let kb = k.as_bytes();
+                    let prev = if off == 0 { 0 } else { kb[off - 1] };
+                    let slot = 256 * usize::from(kb[off]) + usize::from(prev);
+                    if punct.len() <= slot {
+                        punct.resize(slot + 1, Vec::new());
+                    }
+                    punct[slot].push((off, ki));
+                }
                 None => word.push(ki),
             }
         }
         let punct_bytes: Vec<u8> = (0..=255u8)
-            .filter(|b| !punct[*b as usize].is_empty())
+            .filter(|&b| {
+                let at = 256 * usize::from(b);
+                punct
+                    .get(at..(at + 256).min(punct.len()))
+                    .is_some_and(|l| l.iter().any(|v| !v.is_empty()))
+            })
             .collect();
         // Word keywords are searched by an anchor: their rarest
         // three-byte window (see `anchor_of`), verified in full at each
@@ -466,13 +530,7 @@ impl RuleSet {
         }
         let prefilter = anchors
             .chunks(KEYWORDS_PER_AUTOMATON)
-            .map(|group| {
-                AhoCorasickBuilder::new()
-                    .match_kind(MatchKind::LeftmostLongest)
-                    .kind(Some(AhoCorasickKind::ContiguousNFA))
-                    .build(group.iter().map(|(a, _)| a))
-                    .expect("keywords are non-empty literals (validated)")
-            })
+            .map(|group| Prefilter::new(group.iter().map(|(a, _)| a)))
             .collect();
         RuleSet {
             rules,

@@ -5,8 +5,6 @@ use std::fmt;
 use std::io::Read;
 use std::ops::Range;
 
-use aho_corasick::Input;
-
 use crate::detect::Detector;
 use crate::rules::RuleSet;
 
@@ -165,7 +163,9 @@ impl RuleSet {
             candidate[ri] = true;
         }
         if !self.keywords.is_empty() {
-            let lower = data.to_ascii_lowercase();
+            // One pass that copies and lowercases (the compiler vectorizes
+            // it), not a copy and then a lowercasing pass.
+            let lower: Vec<u8> = data.iter().map(u8::to_ascii_lowercase).collect();
             for (k, present) in self.keywords_in(&lower).into_iter().enumerate() {
                 if present {
                     for &ri in &self.keyword_rules[k] {
@@ -232,10 +232,9 @@ impl RuleSet {
         for ac in &self.prefilter {
             let mut at = 0;
             while left > 0 && at < lower.len() {
-                let Some(m) = ac.find(Input::new(lower).span(at..lower.len())) else {
+                let Some(p) = ac.find(lower, at) else {
                     break;
                 };
-                let p = m.start();
                 at = p + 1;
                 // Every anchor at `p` (one may be a prefix of the one
                 // matched), and every keyword each stands for.
@@ -257,29 +256,38 @@ impl RuleSet {
             }
         }
         for bytes in self.punct_bytes.chunks(3) {
-            let hits: Box<dyn Iterator<Item = usize>> = match *bytes {
-                [a] => Box::new(memchr::memchr_iter(a, lower)),
-                [a, b] => Box::new(memchr::memchr2_iter(a, b, lower)),
-                [a, b, c] => Box::new(memchr::memchr3_iter(a, b, c, lower)),
-                _ => Box::new(std::iter::empty()),
-            };
-            for pos in hits {
-                for &(off, k) in &self.punct[lower[pos] as usize] {
-                    let kb = self.keywords[k].as_bytes();
-                    // Two bytes compared inline before the full compare:
-                    // in binary or base64 the punctuation bytes are common.
-                    if !seen[k]
-                        && pos >= off
-                        && lower[pos - off] == kb[0]
-                        && (kb.len() == 1 || lower.get(pos - off + 1) == Some(&kb[1]))
-                        && lower[pos - off..].starts_with(kb)
-                    {
-                        seen[k] = true;
-                    }
+            match *bytes {
+                [a] => self.punct_hits(memchr::memchr_iter(a, lower), lower, &mut seen),
+                [a, b] => self.punct_hits(memchr::memchr2_iter(a, b, lower), lower, &mut seen),
+                [a, b, c] => {
+                    self.punct_hits(memchr::memchr3_iter(a, b, c, lower), lower, &mut seen);
                 }
+                _ => {}
             }
         }
         seen
+    }
+
+    /// Marks the punctuated keywords found at `hits` (positions of their
+    /// punctuation bytes in `lower`).
+    fn punct_hits(&self, hits: impl Iterator<Item = usize>, lower: &[u8], seen: &mut [bool]) {
+        for pos in hits {
+            let at = 256 * usize::from(lower[pos]);
+            let lead = self.punct.get(at).map_or(&[][..], Vec::as_slice);
+            let after = match pos.checked_sub(1) {
+                Some(p) if lower[p] != 0 => self
+                    .punct
+                    .get(at + usize::from(lower[p]))
+                    .map_or(&[][..], Vec::as_slice),
+                _ => &[][..],
+            };
+            for &(off, k) in lead.iter().chain(after) {
+                let kb = self.keywords[k].as_bytes();
+                if !seen[k] && pos >= off && lower[pos - off..].starts_with(kb) {
+                    seen[k] = true;
+                }
+            }
+        }
     }
 
     fn allowed(

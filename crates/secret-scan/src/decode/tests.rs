@@ -220,3 +220,210 @@ fn json_wrapped_base64_regression() {
     // `…K0xaaG…` inside the base64 is not an escape.
     assert!(found(&text, secret));
 }
+
+// ------------------------------------------------ the run finders' fast path
+
+/// The run finders before they skipped (probes every few bytes, each
+/// probe in the alphabet walking its whole run): the reference the fast
+/// ones must agree with exactly.
+mod reference {
+    use super::super::*;
+
+    fn reference_delimited_hex(d: &[u8], claimed: &mut Claimed, out: &mut Vec<Decoded>) {
+        // A run of MIN_HEX_PAIRS pairs spans 3 * MIN_HEX_PAIRS - 1 bytes, so
+        // probing every STRIDE bytes cannot step over one.
+        const STRIDE: usize = 3 * MIN_HEX_PAIRS - 2;
+        let mut probe = 0;
+        while probe < d.len() {
+            let c = d[probe];
+            if !(c.is_ascii_hexdigit() || is_hex_delim(c)) {
+                probe += STRIDE;
+                continue;
+            }
+            let mut s = probe;
+            while s > 0 && (d[s - 1].is_ascii_hexdigit() || is_hex_delim(d[s - 1])) {
+                s -= 1;
+            }
+            let mut e = probe;
+            while e < d.len() && (d[e].is_ascii_hexdigit() || is_hex_delim(d[e])) {
+                e += 1;
+            }
+            let mut i = s;
+            while i + 2 < e {
+                if let Some(run) = hex_pairs_at(d, i, e) {
+                    if !claimed.any(run.0.clone()) {
+                        claimed.take(run.0.clone());
+                        out.push(Decoded {
+                            span: run.0.clone(),
+                            encoding: Encoding::Hex,
+                            bytes: run.1,
+                        });
+                    }
+                    i = run.0.end;
+                } else {
+                    i += 1;
+                }
+            }
+            probe = e.max(probe + 1) + STRIDE - 1;
+        }
+    }
+    fn reference_base_n(d: &[u8], claimed: &mut Claimed, out: &mut Vec<Decoded>) {
+        const STRIDE: usize = MIN_BASE64 - 1;
+        let mut probe = 0;
+        while probe < d.len() {
+            if !is_b64(d[probe]) || claimed.is(probe) {
+                probe += STRIDE;
+                continue;
+            }
+            let mut s = probe;
+            while s > 0 && is_b64(d[s - 1]) && !claimed.is(s - 1) {
+                s -= 1;
+            }
+            // Extend right across bytes and wraps.
+            let mut e = probe;
+            let mut line_start = s;
+            let mut wrapped = false;
+            loop {
+                let limit = claimed.next(e);
+                while e < limit && is_b64(d[e]) {
+                    e += 1;
+                }
+                if e - line_start >= MIN_WRAP_LINE
+                    && let Some(w) = wrap_at(d, e)
+                    && !claimed.any(e..e + w)
+                {
+                    e += w;
+                    line_start = e;
+                    wrapped = true;
+                    continue;
+                }
+                break;
+            }
+            if e - s >= MIN_BASE64 {
+                decode_run(d, s..e, !wrapped, claimed, out);
+            }
+            probe = e.max(probe + 1) + STRIDE - 1;
+        }
+    }
+
+    pub(super) fn decode_all(data: &[u8]) -> Vec<Decoded> {
+        let mut out = Vec::new();
+        let mut claimed = Claimed::new(data.len());
+        escapes(data, &mut claimed, &mut out);
+        percent(data, &mut claimed, &mut out);
+        reference_delimited_hex(data, &mut claimed, &mut out);
+        reference_base_n(data, &mut claimed, &mut out);
+        out
+    }
+}
+
+/// Text mixing what the finders look for: prose, base64 / base32 / hex
+/// runs of lengths around the thresholds, wraps, delimited hex, escapes,
+/// percent-encoding, keywords, stray alphabet and delimiter bytes.
+fn finder_food() -> impl Strategy<Value = Vec<u8>> {
+    let part = prop_oneof![
+        "[a-z]{1,9}( |, |\\.|\n)",
+        "[A-Za-z0-9+/]{1,70}={0,2}",
+        "[A-Za-z0-9_-]{15,40}",
+        "[A-Z2-7]{20,40}",
+        "[a-f0-9]{28,70}",
+        "([0-9a-f]{2}[:\\- ]){8,16}[0-9a-f]{2}",
+        "([0-9A-F]{2} ){10,14}",
+        "[a-f ]{1,40}",
+        "[A-Za-z0-9+/]{30,80}(\n|\r\n|\\\\n|\\\\r\\\\n)[ \t]{0,3}[A-Za-z0-9+/]{1,80}",
+        "(%[0-9A-F]{2}){1,12}",
+        "(\\\\x[0-9a-f]{2}){1,6}",
+        "(\\\\u00[0-9a-f]{2}){1,6}",
+        "(0x[0-9a-f]{2}, ){1,6}",
+        "(&#[0-9]{2,3};){1,4}",
+        Just("password=".to_owned()),
+        Just("AKIA".to_owned()),
+        Just("ghp_".to_owned()),
+        "[ -~]{1,12}",
+        "[=/:\\-_ ]{1,4}",
+    ];
+    proptest::collection::vec(part, 0..60).prop_map(|v| v.concat().into_bytes())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The skipping run finders decode exactly what probing every run
+    /// decoded: same spans, encodings, bytes, order.
+    #[test]
+    fn skipping_finders_agree_with_the_reference(data in finder_food()) {
+        prop_assert_eq!(decode_all(&data), reference::decode_all(&data));
+    }
+
+    #[test]
+    fn skipping_finders_agree_with_the_reference_on_bytes(
+        data in proptest::collection::vec(
+            prop_oneof![
+                4 => proptest::sample::select(b"abcdefABCDEF0123456789+/=-_: \n\r\\%&x".to_vec()),
+                1 => any::<u8>(),
+            ],
+            0..1500,
+        )
+    ) {
+        prop_assert_eq!(decode_all(&data), reference::decode_all(&data));
+    }
+}
+
+#[test]
+fn next_window_finds_the_first_run_of_good_positions() {
+    let check = |s: &str, len: usize| {
+        let b = s.as_bytes();
+        let want =
+            (0..b.len()).find(|&w| w + len <= b.len() && b[w..w + len].iter().all(|&c| c == b'x'));
+        // With and without the word test (here: `.` and space fail).
+        let dots = |x: u64| {
+            let mut m = 0;
+            for (i, c) in x.to_le_bytes().into_iter().enumerate() {
+                if c == b'.' || c == b' ' {
+                    m |= 0x80 << (8 * i);
+                }
+            }
+            m
+        };
+        assert_eq!(
+            next_window(b, 0, len, |k| b[k] == b'x', dots),
+            want,
+            "{s} {len}"
+        );
+        assert_eq!(
+            next_window(b, 0, len, |k| b[k] == b'x', |_| 0),
+            want,
+            "{s} {len}"
+        );
+    };
+    check("", 8);
+    check("xxxxxxx", 8);
+    check("xxxxxxxx", 8);
+    check("ab xxxxxxxx", 8);
+    check("xx.xx.xxxxxxx.xxxxxxxx", 8);
+    check("x.xx.xxx.xxxxxxxxx", 9);
+    check("xxxxxxxxxxxxxxxxxxxxxx", 20);
+    check(".xxxxxxxxxxxxxxxxxxx.xxxxxxxxxxxxxxxxxxxx", 20);
+}
+
+proptest! {
+    /// The word tests flag only bytes outside the class, and every byte
+    /// below `+` / every byte from `g` up (what they are for).
+    #[test]
+    fn word_tests_flag_exactly_their_bytes(word in any::<[u8; 8]>()) {
+        let x = u64::from_le_bytes(word);
+        let b64 = not_b64_8(x) & 0x8080_8080_8080_8080;
+        let hex = not_hex_or_delim_8(x) & 0x8080_8080_8080_8080;
+        for (i, &c) in word.iter().enumerate() {
+            let bit = |m: u64| m >> (8 * i + 7) & 1 == 1;
+            prop_assert_eq!(bit(b64), !(b'+'..0x80).contains(&c), "{:#x}", c);
+            prop_assert_eq!(bit(hex), !(b' '..b'g').contains(&c), "{:#x}", c);
+            if bit(b64) {
+                prop_assert!(!is_b64(c));
+            }
+            if bit(hex) {
+                prop_assert!(!HEX_OR_DELIM[c as usize]);
+            }
+        }
+    }
+}
