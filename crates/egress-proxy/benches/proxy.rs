@@ -3,9 +3,10 @@
 //!
 //! Run: `cargo bench -p egress-proxy --bench proxy` (release build; the
 //! proxy under test is the real binary, spawned, so its RSS is its own).
-//! Knobs: `BENCH_SECS` (per scenario, default 3), `BENCH_CONNS` (keep-alive connection counts, default `1,8,16,32`), `BENCH_BULK_MB` (default
-//! 1024), `BENCH_RUST_LOG` (the proxy's `RUST_LOG`; `warn` turns the
-//! decision log off). The route is credentialed and path-allowlisted, as
+//! Knobs: `BENCH_SECS` (per scenario, default 3), `BENCH_CONNS`
+//! (keep-alive connection counts, default `1,8,16,32`), `BENCH_BULK_MB`
+//! (default 1024), `BENCH_RUST_LOG` (the proxy's `RUST_LOG`; `warn` turns
+//! the decision log off). The route is credentialed and path-allowlisted, as
 //! real API routes are; the proxy's stderr is a pipe this process reads
 //! (as a container runtime's log collector would). Every loop is bounded
 //! in time and in count.
