@@ -6,7 +6,9 @@
 //! Knobs: `BENCH_SECS` (per scenario, default 3), `BENCH_CONNS`
 //! (keep-alive connection counts, default `1,8,16,32`), `BENCH_BULK_MB`
 //! (default 1024), `BENCH_RUST_LOG` (the proxy's `RUST_LOG`; `warn` turns
-//! the decision log off). The route is credentialed and path-allowlisted, as
+//! the decision log off), `BENCH_UPLOAD_BODY` (`prose`: the upload is
+//! keyword-free English-like text instead of one repeated byte, the input
+//! that matters with `BENCH_PROXY_ARGS="--dlp-action block"`). The route is credentialed and path-allowlisted, as
 //! real API routes are; the proxy's stderr is a pipe this process reads
 //! (as a container runtime's log collector would). Every loop is bounded
 //! in time and in count.
@@ -290,7 +292,7 @@ async fn bulk_upload(b: &Arc<Bench>, path: Path, bytes: u64) -> f64 {
         .await
         .unwrap();
     tokio::spawn(conn);
-    let chunk = Bytes::from(vec![b'u'; 256 * 1024]);
+    let chunk = upload_chunk(256 * 1024);
     let stream = futures_util::stream::unfold(bytes, move |left| {
         let chunk = chunk.clone();
         async move {
@@ -317,6 +319,41 @@ async fn bulk_upload(b: &Arc<Bench>, path: Path, bytes: u64) -> f64 {
     let text = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(text, format!("received {bytes}").as_bytes());
     bytes as f64 / 1e6 / t.elapsed().as_secs_f64()
+}
+
+/// One upload chunk: `len` bytes of `u`, or of keyword-free prose with
+/// `BENCH_UPLOAD_BODY=prose`.
+fn upload_chunk(len: usize) -> Bytes {
+    if std::env::var("BENCH_UPLOAD_BODY").as_deref() != Ok("prose") {
+        return Bytes::from(vec![b'u'; len]);
+    }
+    let words = [
+        "lorem",
+        "ipsum",
+        "dolor",
+        "sit",
+        "amet",
+        "consectetur",
+        "adipiscing",
+        "elit",
+        "sed",
+        "do",
+        "eiusmod",
+        "tempor",
+        "incididunt",
+        "ut",
+        "labore",
+        "magna",
+    ];
+    let mut out = Vec::with_capacity(len + 16);
+    let mut i = 0usize;
+    while out.len() < len {
+        out.extend_from_slice(words[i % words.len()].as_bytes());
+        out.push(if i % 13 == 12 { b'\n' } else { b' ' });
+        i = i.wrapping_mul(7).wrapping_add(3) % 1_000_003;
+    }
+    out.truncate(len);
+    Bytes::from(out)
 }
 
 async fn sse_ttfe(b: &Arc<Bench>, path: Path, runs: usize) -> (f64, f64) {
