@@ -145,10 +145,14 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 
 async fn keep_alive(b: &Arc<Bench>, path: Path, conc: usize) -> Latency {
     let stop = Arc::new(AtomicBool::new(false));
+    // The window opens once every connection is set up and warmed up:
+    // handshakes and first requests are not keep-alive work.
+    let ready = Arc::new(tokio::sync::Barrier::new(conc + 1));
     let mut tasks = Vec::new();
     for _ in 0..conc {
         let b = b.clone();
         let stop = stop.clone();
+        let ready = ready.clone();
         tasks.push(tokio::spawn(async move {
             let mut send = b.connect(path).await;
             let host = b.host();
@@ -156,6 +160,7 @@ async fn keep_alive(b: &Arc<Bench>, path: Path, conc: usize) -> Latency {
             for _ in 0..10 {
                 request(&mut send, &host, "/sse-once", Bytes::new()).await;
             }
+            ready.wait().await;
             let mut lat = Vec::with_capacity(100_000);
             while !stop.load(Ordering::Relaxed) && lat.len() < MAX_REQUESTS_PER_WORKER {
                 let t = Instant::now();
@@ -165,6 +170,7 @@ async fn keep_alive(b: &Arc<Bench>, path: Path, conc: usize) -> Latency {
             lat
         }));
     }
+    ready.wait().await;
     let start = Instant::now();
     let cpu0 = cpu_ticks(b.pid);
     let switches0 = context_switches(b.pid);
