@@ -93,9 +93,9 @@ const FAKE_ROLE: &str = concat!(
 );
 
 const IMAGE: &str = concat!(
-    r#"!\[[^\]\n]{0,200}\]\(\s*(https?://[^)\s]{1,2000})"#,
-    r#"|\[[^\]\n]{0,200}\]\(\s*(https?://[^)\s]{1,2000})"#,
-    r#"|<img\b[^>]{0,300}?\bsrc\s*=\s*["']?(https?://[^"'\s>]{1,2000})"#,
+    r#"!\[[^\]\n]{0,200}\]\(\s*(https?://[^)\s]+)"#,
+    r#"|\[[^\]\n]{0,200}\]\(\s*(https?://[^)\s]+)"#,
+    r#"|<img\b[^>]{0,300}?\bsrc\s*=\s*["']?(https?://[^"'\s>]+)"#,
 );
 
 struct Patterns {
@@ -104,7 +104,6 @@ struct Patterns {
     exfil: Regex,
     fake_role: Regex,
     discussion: Regex,
-    comment: Regex,
     hidden_style: Regex,
     image: Regex,
     /// Matches where any signal pattern matches: one search that lets a
@@ -128,7 +127,6 @@ fn patterns() -> &'static Patterns {
         discussion: re(
             r"\bprompt[- ]injections?\b|\bjailbreak(?:s|ing)?\b|\binjection attacks?\b|\badversarial prompts?\b",
         ),
-        comment: re(r"(?s)<!--(.{0,4000}?)-->"),
         hidden_style: re(concat!(
             r#"<[a-z][a-z0-9]*\b[^>]{0,300}?(?:style\s*=\s*["'][^"']{0,300}?(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?:px|em|pt|rem|%)?\s*[;"']|opacity\s*:\s*0(?:\.0+)?\s*[;"']|(?:left|top|text-indent)\s*:\s*-\d{3,}|color\s*:\s*(?:#fff(?:fff)?|white|transparent|rgba\([^)]*,\s*0\s*\)))"#,
             r#"|\bhidden\b(?:\s*=\s*["']?hidden)?[\s>/]|aria-hidden\s*=\s*["']true)[^>]{0,300}>"#,
@@ -248,11 +246,29 @@ pub fn verdict(signals: Vec<Signal>) -> Option<Verdict> {
     (score >= THRESHOLD).then_some(Verdict { signals, score })
 }
 
+/// HTML comments, however long: `<!--` to the first `-->` after it (an
+/// unterminated one is no region). A plain search: a lazy `.*?` regex
+/// between the two is found backwards from each `-->` by the regex engine,
+/// quadratic on a page of many short comments.
+fn comments(text: &[u8]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(k) = memchr::memmem::find(&text[at..], b"<!--") {
+        let start = at + k;
+        let Some(e) = memchr::memmem::find(&text[start + 4..], b"-->") else {
+            break;
+        };
+        at = start + 4 + e + 3;
+        out.push(start..at);
+    }
+    out
+}
+
 /// HTML comments and elements styled or marked invisible (their content
 /// up to the closing tag or 2000 bytes).
 fn hidden_regions(text: &[u8]) -> Vec<Range<usize>> {
     let p = patterns();
-    let mut out: Vec<Range<usize>> = p.comment.find_iter(text).map(|m| m.range()).collect();
+    let mut out = comments(text);
     for m in p.hidden_style.find_iter(text) {
         let end = memchr::memmem::find(&text[m.end()..], b"</")
             .map_or(text.len(), |k| m.end() + k)
