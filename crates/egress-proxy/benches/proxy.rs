@@ -170,7 +170,9 @@ async fn keep_alive(b: &Arc<Bench>, path: Path, conc: usize) -> Latency {
             lat
         }));
     }
-    ready.wait().await;
+    tokio::time::timeout(Duration::from_secs(60), ready.wait())
+        .await
+        .expect("every connection set up and warmed up within 60 s");
     let start = Instant::now();
     let cpu0 = cpu_ticks(b.pid);
     let switches0 = context_switches(b.pid);
