@@ -181,6 +181,20 @@ fn log(action: InboundAction, host: &str, path: &str, v: &Verdict, streamed: boo
     );
 }
 
+/// A text response (or the rest of one) that could not be judged: its
+/// coding is unknown, corrupt or past the decoding bounds. It is passed,
+/// not refused (the agent's client cannot read a corrupt body either, and
+/// a bound is the proxy's limit, not the page's fault), and logged.
+fn uninspected(host: &str, path: &str, why: &str) {
+    tracing::warn!(
+        target: "egress_proxy::inbound",
+        host,
+        path,
+        why,
+        "response text passed uninspected: it could not be decoded for the injection check"
+    );
+}
+
 fn annotation(v: &Verdict) -> HeaderValue {
     HeaderValue::from_str(&format!("prompt-injection; signals={}", v.ids()))
         .unwrap_or_else(|_| HeaderValue::from_static("prompt-injection"))
@@ -222,8 +236,12 @@ pub async fn inspect(
     let Some(stream) = text_kind(&parts) else {
         return Inspected::Pass(parts, body);
     };
-    let Ok(codings) = codec::codings(&parts.headers) else {
-        return Inspected::Pass(parts, body);
+    let codings = match codec::codings(&parts.headers) {
+        Ok(c) => c,
+        Err(why) => {
+            uninspected(host.as_str(), path, &why);
+            return Inspected::Pass(parts, body);
+        }
     };
     let declared = parts
         .headers
@@ -251,6 +269,9 @@ pub async fn inspect(
             text.extend_from_slice(p);
             true
         });
+        if let Err(e) = &decoded {
+            uninspected(&host_s, path, &e.to_string());
+        }
         if decoded.is_ok()
             && let Some(v) = inbound.judge(&host_s, &text)
         {
@@ -284,8 +305,7 @@ struct Streamed {
     inbound: Arc<Inbound>,
     host: String,
     path: String,
-    /// `None` with codings: a coding without a push decoder (zstd, or a
-    /// chain): the stream is passed unscanned.
+    /// The push decoder of the body's codings (`None`: plain text).
     decoder: Option<codec::Push>,
     plain: bool,
     /// The last [`LOOK_BEHIND`] bytes of decoded text.
@@ -318,8 +338,14 @@ impl Streamed {
         } else {
             match self.decoder.as_mut().map(|d| d.push(chunk)) {
                 Some(Ok(d)) => d,
-                // Undecodable or no push decoder: stop scanning this one.
-                _ => {
+                // Undecodable or past the bounds: the rest passes unread,
+                // and the operator is told.
+                Some(Err(e)) => {
+                    uninspected(&self.host, &self.path, &e.to_string());
+                    self.done = true;
+                    return false;
+                }
+                None => {
                     self.done = true;
                     return false;
                 }

@@ -324,6 +324,13 @@ fn gzip(d: &[u8]) -> Vec<u8> {
 }
 
 fn compress(enc: &str, d: &[u8]) -> Vec<u8> {
+    if enc.contains(',') {
+        // A chain, applied in the order listed (Content-Encoding order).
+        return enc
+            .split(',')
+            .map(str::trim)
+            .fold(d.to_vec(), |acc, e| compress(e, &acc));
+    }
     match enc {
         "gzip" => gzip(d),
         "deflate" => {
