@@ -91,15 +91,23 @@ fn reader<'a>(r: Box<dyn Read + 'a>, c: Coding, first: Option<u8>) -> Box<dyn Re
         }
         Coding::Deflate => Box::new(flate2::read::DeflateDecoder::new(r)),
         Coding::Brotli => Box::new(brotli_decompressor::Decompressor::new(r, 16 * 1024)),
-        Coding::Zstd => match ruzstd::decoding::StreamingDecoder::new(r) {
+        Coding::Zstd => match zstd::stream::read::Decoder::new(r).and_then(|mut d| {
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+            Ok(d)
+        }) {
             Ok(d) => Box::new(d),
             Err(e) => Box::new(Failing(format!("{e}"))),
         },
     }
 }
 
-/// A reader that fails with a fixed message (a zstd frame header that
-/// did not parse).
+/// The largest zstd window accepted: 8 MiB, the limit RFC 8878 sets for
+/// HTTP (`Content-Encoding: zstd`). A frame that needs more is corrupt to
+/// the proxy; the decoder's memory stays bounded.
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+
+/// A reader that fails with a fixed message (a zstd decoder that could
+/// not be set up).
 struct Failing(String);
 
 impl Read for Failing {
@@ -165,8 +173,7 @@ fn check(out: u64, input: u64, b: Bounds) -> Result<(), DecodeError> {
 /// (a layer writes into a [`Sink`] that refuses to grow past the bounds,
 /// so one small chunk of a bomb cannot expand in memory before the check).
 /// Whatever a layer has decoded is handed on at once (flate2 and brotli
-/// are flushed after every chunk); zstd hands on what its window lets go
-/// (see [`ZstdLayer`]).
+/// are flushed after every chunk, zstd drained until it has nothing left).
 pub struct Push {
     layers: Vec<Layer>,
     outermost: Coding,
@@ -320,7 +327,7 @@ impl Layer {
             LayerState::Zlib(d) => through(d, data, room, |d| d.get_mut()),
             LayerState::Deflate(d) => through(d, data, room, |d| d.get_mut()),
             LayerState::Brotli(d) => through(d.as_mut(), data, room, |d| d.get_mut()),
-            LayerState::Zstd(z) => z.push(data, self.out.saturating_add(room)),
+            LayerState::Zstd(z) => z.push(data, room),
             LayerState::Undecided => Ok(Vec::new()),
         }
     }
@@ -345,129 +352,56 @@ fn through<D: Write>(
     }
 }
 
-/// zstd, pushed: the frame and block headers are read here so that each
-/// block is decoded only once it is whole, and accounted before it is
-/// decoded (a raw or RLE block by its declared size, a compressed one by
-/// the format's 128 KiB maximum). The decoder keeps its window: bytes
-/// come out once they are older than the window, or when the frame ends
-/// (a single-segment frame, the usual one for a whole response, gives
-/// everything at its end). Skippable frames are skipped.
-#[derive(Default)]
+/// zstd, pushed: libzstd's streaming decoder (it reads consecutive and
+/// skippable frames, refuses blocks over the format's 128 KiB and windows
+/// over [`ZSTD_WINDOW_LOG_MAX`], and gives out what it decoded at once),
+/// drained 64 KiB at a time so the output is checked against the bounds
+/// as it grows.
 struct ZstdLayer {
-    dec: Option<ruzstd::decoding::FrameDecoder>,
-    /// Bytes received and not yet decoded (at most one block and headers).
-    pending: Vec<u8>,
-    /// Whether the current frame carries a content checksum.
-    checksum: bool,
-    /// Bytes of a skippable frame still to skip.
-    skip: u64,
-    /// Upper bound of the bytes decoded so far.
-    produced: u64,
+    dec: Result<zstd::stream::raw::Decoder<'static>, String>,
 }
 
-const ZSTD_MAGIC: u32 = 0xFD2F_B528;
-const ZSTD_MAX_BLOCK: usize = 128 * 1024;
+impl Default for ZstdLayer {
+    fn default() -> Self {
+        let dec = zstd::stream::raw::Decoder::new()
+            .and_then(|mut d| {
+                d.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(
+                    ZSTD_WINDOW_LOG_MAX,
+                ))?;
+                Ok(d)
+            })
+            .map_err(|e| e.to_string());
+        Self { dec }
+    }
+}
 
 impl ZstdLayer {
-    /// `limit`: how many bytes this layer may have decoded in all.
-    fn push(&mut self, data: &[u8], limit: u64) -> Result<Vec<u8>, LayerError> {
-        let corrupt = |m: String| LayerError::Corrupt(m);
-        self.pending.extend_from_slice(data);
+    fn push(&mut self, data: &[u8], room: u64) -> Result<Vec<u8>, LayerError> {
+        use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+        let dec = self
+            .dec
+            .as_mut()
+            .map_err(|e| LayerError::Corrupt(e.clone()))?;
+        let mut input = InBuffer::around(data);
         let mut out = Vec::new();
-        let mut at = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let rest = &self.pending[at..];
-            if self.skip > 0 {
-                let n = rest
-                    .len()
-                    .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
-                self.skip -= n as u64;
-                at += n;
-                if self.skip > 0 {
-                    break;
-                }
-                continue;
-            }
-            let Some(dec) = self.dec.as_mut() else {
-                // Between frames: a frame header, or a skippable frame.
-                if rest.len() < 5 {
-                    break;
-                }
-                let magic = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-                if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
-                    if rest.len() < 8 {
-                        break;
-                    }
-                    self.skip = u64::from(u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]));
-                    at += 8;
-                    continue;
-                }
-                if magic != ZSTD_MAGIC {
-                    return Err(corrupt(format!("not a zstd frame (magic {magic:#010x})")));
-                }
-                let desc = rest[4];
-                let single = desc & 0x20 != 0;
-                let size = 5
-                    + usize::from(!single)
-                    + [0, 1, 2, 4][usize::from(desc & 3)]
-                    + match desc >> 6 {
-                        0 => usize::from(single),
-                        1 => 2,
-                        2 => 4,
-                        _ => 8,
-                    };
-                if rest.len() < size {
-                    break;
-                }
-                let mut header = &rest[..size];
-                let mut d = ruzstd::decoding::FrameDecoder::new();
-                d.init(&mut header).map_err(|e| corrupt(e.to_string()))?;
-                self.checksum = desc & 0x04 != 0;
-                self.dec = Some(d);
-                at += size;
-                continue;
-            };
-            if rest.len() < 3 {
-                break;
-            }
-            let h = u32::from(rest[0]) | u32::from(rest[1]) << 8 | u32::from(rest[2]) << 16;
-            let last = h & 1 == 1;
-            let size = (h >> 3) as usize;
-            if size > ZSTD_MAX_BLOCK {
-                return Err(corrupt(format!(
-                    "a block of {size} bytes (at most 128 KiB)"
-                )));
-            }
-            let (body, decodes_to) = match (h >> 1) & 3 {
-                0 => (size, size),
-                1 => (1, size),
-                2 => (size, ZSTD_MAX_BLOCK),
-                _ => return Err(corrupt("a reserved block type".to_owned())),
-            };
-            let need = 3 + body + if last && self.checksum { 4 } else { 0 };
-            if rest.len() < need {
-                break;
-            }
-            if self.produced + decodes_to as u64 > limit {
+            let before = input.pos();
+            let mut o = OutBuffer::around(buf.as_mut_slice());
+            dec.run(&mut input, &mut o)
+                .map_err(|e| LayerError::Corrupt(e.to_string()))?;
+            let n = o.pos();
+            if (out.len() + n) as u64 > room {
                 return Err(LayerError::Over);
             }
-            self.produced += decodes_to as u64;
-            let (read, _) = dec
-                .decode_from_to(&rest[..need], &mut [])
-                .map_err(|e| corrupt(e.to_string()))?;
-            if read != need {
-                return Err(corrupt(format!("a block read {read} of its {need} bytes")));
-            }
-            at += need;
-            if let Some(bytes) = dec.collect() {
-                out.extend_from_slice(&bytes);
-            }
-            if last {
-                self.dec = None;
+            out.extend_from_slice(&buf[..n]);
+            // Done when the input is used up and the decoder had room to
+            // spare (nothing left inside it), or nothing moved.
+            let consumed = input.pos() == data.len();
+            if (consumed && n < buf.len()) || (n == 0 && input.pos() == before) {
+                return Ok(out);
             }
         }
-        self.pending.drain(..at);
-        Ok(out)
     }
 }
 

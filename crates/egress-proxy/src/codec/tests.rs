@@ -25,9 +25,7 @@ pub(crate) fn encode(c: Coding, data: &[u8]) -> Vec<u8> {
             }
             out
         }
-        Coding::Zstd => {
-            ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
-        }
+        Coding::Zstd => zstd::encode_all(data, 3).expect("zstd"),
     }
 }
 
@@ -197,26 +195,32 @@ fn zstd_frames_in_a_row_and_skippable_frames_are_read() {
             "chunks of {size}"
         );
     }
-    // A frame with a checksum (descriptor bit 2): one raw block.
-    let mut framed = 0xFD2F_B528u32.to_le_bytes().to_vec();
-    framed.push(0x24); // single segment, checksum, 1-byte content size
-    framed.push(5);
-    framed.extend_from_slice(&((5u32 << 3) | 1).to_le_bytes()[..3]);
-    framed.extend_from_slice(b"hello");
-    framed.extend_from_slice(&[0, 0, 0, 0]);
+    // A frame with a content checksum, which the decoder verifies.
+    let mut e = zstd::stream::Encoder::new(Vec::new(), 3).expect("encoder");
+    e.include_checksum(true).expect("checksum flag");
+    e.write_all(b"hello").expect("write");
+    let framed = e.finish().expect("finish");
+    assert_ne!(framed[4] & 0x04, 0, "the frame carries a checksum");
     for size in [1, framed.len()] {
         assert_eq!(
             pushed(&[Coding::Zstd], &framed, size, BIG).expect("decodes"),
             b"hello"
         );
     }
+    let mut damaged = framed.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    assert!(matches!(
+        pushed(&[Coding::Zstd], &damaged, 64, BIG),
+        Err(DecodeError::Corrupt { .. })
+    ));
 }
 
 /// A zstd frame of RLE blocks: 4 bytes of input per 128 KiB of output.
 fn zstd_rle_bomb(blocks: usize) -> Vec<u8> {
     let mut out = 0xFD2F_B528u32.to_le_bytes().to_vec();
     out.push(0x00); // not single segment, no checksum, no content size
-    out.push(0x58); // window 128 MiB? no: exponent 11 -> 2^(10+11) = 2 MiB
+    out.push(11 << 3); // window 2^(10+11) = 2 MiB
     for i in 0..blocks {
         let last = u32::from(i + 1 == blocks);
         let h = ((128 * 1024u32) << 3) | (1 << 1) | last;
@@ -258,6 +262,29 @@ fn bombs_pushed_in_one_chunk_stop_at_the_bounds() {
     let small = zstd_rle_bomb(4);
     let out = pushed(&[Coding::Zstd], &small, 3, BIG).expect("decodes");
     assert_eq!(out, vec![b'A'; 4 * 128 * 1024]);
+}
+
+/// A zstd frame that asks for a window over 8 MiB (RFC 8878's limit for
+/// HTTP) is refused, pushed or pulled: the decoder's memory stays bounded.
+#[test]
+fn a_zstd_window_over_8_mib_is_refused() {
+    let mut big = zstd_rle_bomb(2);
+    big[5] = (14 << 3) as u8; // window 2^(10+14) = 16 MiB
+    assert!(matches!(
+        pushed(&[Coding::Zstd], &big, 64, BIG),
+        Err(DecodeError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        decoded(&big, &[Coding::Zstd], BIG),
+        Err(DecodeError::Corrupt { .. })
+    ));
+    big[5] = (13 << 3) as u8; // 8 MiB: accepted
+    assert_eq!(
+        pushed(&[Coding::Zstd], &big, 64, BIG)
+            .expect("decodes")
+            .len(),
+        2 * 128 * 1024
+    );
 }
 
 #[test]
