@@ -21,39 +21,10 @@ use hyper::body::Frame;
 use manifest::RequestHost;
 use secret_scan::{Profile, RuleSet};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+#[path = "support/prose.rs"]
+mod prose;
 
-fn words(len: usize) -> Vec<u8> {
-    let w = [
-        "lorem",
-        "ipsum",
-        "dolor",
-        "sit",
-        "amet",
-        "consectetur",
-        "adipiscing",
-        "elit",
-        "sed",
-        "do",
-        "eiusmod",
-        "tempor",
-        "incididunt",
-        "ut",
-        "labore",
-        "et",
-        "dolore",
-        "magna",
-    ];
-    let mut out = Vec::with_capacity(len + 16);
-    let mut i = 0usize;
-    while out.len() < len {
-        out.extend_from_slice(w[i % w.len()].as_bytes());
-        out.push(if i % 13 == 12 { b'\n' } else { b' ' });
-        i = i.wrapping_mul(7).wrapping_add(3) % 1_000_003;
-    }
-    out.truncate(len);
-    out
-}
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An LLM-API-like JSON body: messages with prose and code.
 fn llm_json(len: usize) -> Vec<u8> {
@@ -179,7 +150,7 @@ fn main() {
         "input", "rules only", "DlpBody", "µs/MB DlpBody"
     );
     let inputs: [(&str, Vec<u8>, &str); 4] = [
-        ("text, no keyword hits", words(len), "text/plain"),
+        ("text, no keyword hits", prose::words(len), "text/plain"),
         ("LLM API JSON with code", llm_json(len), "application/json"),
         ("JSON with base64 images", b64_json(len), "application/json"),
         ("HTML", html(len), "text/html"),
@@ -239,7 +210,7 @@ fn main() {
     }
     let inbound = Inbound::load(InboundAction::Warn, &[]).unwrap();
     let page = html(len);
-    let text = words(len);
+    let text = prose::words(len);
     println!("\nresponses (prompt-injection scan), MB/s:");
     for (name, data) in [("HTML", &page), ("plain text", &text)] {
         let mut best = f64::MAX;

@@ -14,6 +14,8 @@
 //! in time and in count.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "support/prose.rs"]
+mod prose;
 #[path = "../tests/it/support.rs"]
 mod support;
 
@@ -335,33 +337,7 @@ fn upload_chunk(len: usize) -> Bytes {
     if std::env::var("BENCH_UPLOAD_BODY").as_deref() != Ok("prose") {
         return Bytes::from(vec![b'u'; len]);
     }
-    let words = [
-        "lorem",
-        "ipsum",
-        "dolor",
-        "sit",
-        "amet",
-        "consectetur",
-        "adipiscing",
-        "elit",
-        "sed",
-        "do",
-        "eiusmod",
-        "tempor",
-        "incididunt",
-        "ut",
-        "labore",
-        "magna",
-    ];
-    let mut out = Vec::with_capacity(len + 16);
-    let mut i = 0usize;
-    while out.len() < len {
-        out.extend_from_slice(words[i % words.len()].as_bytes());
-        out.push(if i % 13 == 12 { b'\n' } else { b' ' });
-        i = i.wrapping_mul(7).wrapping_add(3) % 1_000_003;
-    }
-    out.truncate(len);
-    Bytes::from(out)
+    Bytes::from(prose::words(len))
 }
 
 async fn sse_ttfe(b: &Arc<Bench>, path: Path, runs: usize) -> (f64, f64) {

@@ -359,6 +359,8 @@ fn through<D: Write>(
 /// as it grows.
 struct ZstdLayer {
     dec: Result<zstd::stream::raw::Decoder<'static>, String>,
+    /// Where each 64 KiB step decodes to (kept across pushes).
+    buf: Vec<u8>,
 }
 
 impl Default for ZstdLayer {
@@ -371,7 +373,10 @@ impl Default for ZstdLayer {
                 Ok(d)
             })
             .map_err(|e| e.to_string());
-        Self { dec }
+        Self {
+            dec,
+            buf: vec![0u8; 64 * 1024],
+        }
     }
 }
 
@@ -384,7 +389,7 @@ impl ZstdLayer {
             .map_err(|e| LayerError::Corrupt(e.clone()))?;
         let mut input = InBuffer::around(data);
         let mut out = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
+        let buf = &mut self.buf;
         loop {
             let before = input.pos();
             let mut o = OutBuffer::around(buf.as_mut_slice());

@@ -307,7 +307,6 @@ struct Streamed {
     path: String,
     /// The push decoder of the body's codings (`None`: plain text).
     decoder: Option<codec::Push>,
-    plain: bool,
     /// The last [`LOOK_BEHIND`] bytes of decoded text.
     tail: Vec<u8>,
     /// Signals already reported end at or before this offset of
@@ -322,7 +321,6 @@ impl Streamed {
             host,
             path,
             decoder: codec::Push::new(codings, BOUNDS),
-            plain: codings.is_empty(),
             tail: Vec::new(),
             done: false,
         }
@@ -333,22 +331,15 @@ impl Streamed {
         if self.done {
             return false;
         }
-        let decoded = if self.plain {
-            chunk.to_vec()
-        } else {
-            match self.decoder.as_mut().map(|d| d.push(chunk)) {
-                Some(Ok(d)) => d,
-                // Undecodable or past the bounds: the rest passes unread,
-                // and the operator is told.
-                Some(Err(e)) => {
-                    uninspected(&self.host, &self.path, &e.to_string());
-                    self.done = true;
-                    return false;
-                }
-                None => {
-                    self.done = true;
-                    return false;
-                }
+        let decoded = match self.decoder.as_mut().map(|d| d.push(chunk)) {
+            None => chunk.to_vec(),
+            Some(Ok(d)) => d,
+            // Undecodable or past the bounds: the rest passes unread, and
+            // the operator is told.
+            Some(Err(e)) => {
+                uninspected(&self.host, &self.path, &e.to_string());
+                self.done = true;
+                return false;
             }
         };
         if decoded.is_empty() {
